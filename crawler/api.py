@@ -1,0 +1,79 @@
+"""The Python API. The CLI is a thin layer over these functions.
+
+>>> from crawler.api import crawl
+>>> result = crawl(["http://127.0.0.1:8000/"], output="out.jsonl", max_pages=100, per_host_delay=0)
+>>> result.pages, result.errors
+
+Keyword overrides use the settings key names (they are unique across sections:
+``max_pages``, ``concurrency``, ``per_host_delay``, ``rules``...). They win over the
+settings file, which wins over the packaged defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from typing import Any, Iterable
+
+from crawler.errors import UsageError
+from crawler.pipeline import Crawl, CrawlResult
+from crawler.progress import Progress, wants_progress
+from crawler.seeds import read_seeds, require_seeds
+from crawler.settings import Settings, key_section, load_settings
+
+
+def resolve_settings(settings: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Flat keyword overrides -> a validated Settings (UsageError names a bad key)."""
+    dotted: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        section = key.partition(".")[0] if "." in key else key_section(key)
+        if section is None:
+            raise UsageError(f"unknown setting {key!r}")
+        dotted[key if "." in key else f"{section}.{key}"] = value
+    return load_settings(settings, dotted)
+
+
+def crawl(seeds: Iterable[str] = (), *, seeds_files: Iterable[str] | str = (), settings: str | os.PathLike | None = None,
+          output: str | os.PathLike | None = None, state: str | os.PathLike | None = None,
+          fresh: bool = False, progress: bool = False, handle_signals: bool | None = None,
+          **overrides: Any) -> CrawlResult:
+    """Run one crawl to the end (or until interrupted) and return its summary."""
+    conf = resolve_settings(settings, overrides)
+    files = [seeds_files] if isinstance(seeds_files, (str, os.PathLike)) else list(seeds_files)
+    seed_list = read_seeds(list(seeds), [str(f) for f in files], conf.crawl.seeds)
+    urls = require_seeds(seed_list)
+    out = output or conf.output.path
+    job = Crawl(conf, urls, output=out, state_dir=state, fresh=fresh)
+    if handle_signals is None:
+        handle_signals = threading.current_thread() is threading.main_thread()
+    with contextlib.ExitStack() as stack:
+        if handle_signals:
+            stack.enter_context(_stop_on_signals(job))
+        if progress:
+            job.progress = stack.enter_context(Progress())
+        return job.run()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(job: Crawl):
+    """First SIGINT/SIGTERM: drain and save. Second: exit at once (still resumable)."""
+    hits = {"n": 0}
+
+    def handler(signum, frame):
+        hits["n"] += 1
+        if hits["n"] == 1:
+            job.request_stop("interrupted")
+        else:
+            os._exit(130)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+__all__ = ["crawl", "resolve_settings", "CrawlResult", "wants_progress"]

@@ -1,0 +1,105 @@
+"""The command line: a thin layer over crawler.api (DESIGN §3 "Command line").
+
+Exit codes: 0 finished (failed pages are still records), 1 aborted (resumable),
+2 usage or configuration error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from crawler import __version__
+from crawler.errors import CrawlerError
+
+log = logging.getLogger("crawler")
+
+EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_crawl_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("urls", nargs="*", metavar="URL", help="seed URLs (added to -s files and [crawl] seeds)")
+    p.add_argument("-s", "--seeds", action="append", default=[], metavar="SEEDS_FILE",
+                   help="file with one URL per line; blank lines and # comments are skipped (repeatable)")
+    p.add_argument("-c", "--config", metavar="settings.toml",
+                   help="settings file (default: ./settings.toml if present, else the packaged defaults)")
+    p.add_argument("-o", "--output", metavar="out.jsonl", help="JSON-lines output (default: [output] path)")
+    p.add_argument("--state", metavar="DIR", help="crawl state directory (default: <output>.state/)")
+    p.add_argument("--max-pages", type=int, metavar="N", help="stop after N URLs are settled (0 = no limit)")
+    p.add_argument("--max-depth", type=int, metavar="N", help="link depth; 0 = seeds only, -1 = unlimited")
+    p.add_argument("--engine", choices=("threads", "async"), help="fetch engine")
+    p.add_argument("--fresh", action="store_true",
+                   help="discard the saved state and start over (the output file is emptied)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every request")
+
+
+def crawl_overrides(args: argparse.Namespace) -> dict:
+    return {
+        "crawl.max_pages": args.max_pages,
+        "crawl.max_depth": args.max_depth,
+        "fetch.engine": args.engine,
+        "output.path": args.output,
+    }
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from crawler.api import crawl, wants_progress
+
+    overrides = {k: v for k, v in crawl_overrides(args).items() if v is not None}
+    result = crawl(args.urls, settings=args.config, state=args.state, fresh=args.fresh,
+                   progress=wants_progress(args.quiet), seeds_files=args.seeds, **overrides)
+    if not args.quiet:
+        print(result.summary(), file=sys.stderr)
+    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from crawler.demo import run_demo
+
+    return run_demo(args.output_dir, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crawler", description="A parallel, polite, crash-safe web crawler.")
+    parser.add_argument("--version", action="version", version=f"crawler {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("crawl", help="crawl from seeds, writing one JSON line per URL")
+    add_crawl_options(p)
+    p.set_defaults(func=cmd_crawl)
+
+    try:
+        from crawler import inspecting
+    except ImportError:
+        inspecting = None
+    if inspecting is not None:
+        p = sub.add_parser("inspect", help="summarise, query, validate, diff or report crawl output")
+        inspecting.configure_parser(p)
+        p.set_defaults(func=inspecting.run)
+
+    p = sub.add_parser("demo", help="crawl the bundled sample site on loopback")
+    p.add_argument("--output-dir", default="demo-output", help="where the demo writes (default: demo-output)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crawler.progress import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
+    try:
+        return args.func(args)
+    except CrawlerError as exc:
+        print(f"crawler: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

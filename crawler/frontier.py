@@ -1,0 +1,213 @@
+"""The frontier: every URL the crawl has accepted, and where each one stands.
+
+Contract (small on purpose, so that a Redis frontier can implement it too):
+
+- ``add(entries)`` queues new URLs and ignores ones already known (dedup on the
+  canonical URL); it returns how many were new.
+- ``lease(host, limit)`` moves up to ``limit`` queued URLs of one host to ``leased``
+  and returns them as FetchJobs; an empty list means none are queued for that host.
+- ``hosts()`` says which hosts have queued URLs and how many.
+- ``complete(ids, output_size)`` marks URLs done *and* records the committed size of
+  the output file in the same transaction: the exactly-once point (DESIGN §4).
+- ``release(jobs)`` puts leased URLs back to ``queued`` (a drained stop).
+- ``recover()`` at start-up returns every ``leased`` URL to ``queued`` (after a crash).
+
+URL states: queued (0) -> leased (1) -> done (2). Only the coordinator thread calls a
+frontier, so the SQLite connection needs no lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
+
+from crawler.messages import FetchJob
+
+QUEUED, LEASED, DONE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Counts:
+    queued: int
+    leased: int
+    done: int
+
+
+# url, host, depth, referrer
+Entry = tuple[str, str, int, "str | None"]
+
+
+class Frontier(Protocol):
+    def add(self, entries: Iterable[Entry]) -> int: ...
+    def lease(self, host: str, limit: int) -> list[FetchJob]: ...
+    def hosts(self) -> dict[str, int]: ...
+    def complete(self, ids: Sequence[int], output_size: int) -> None: ...
+    def release(self, jobs: Sequence[FetchJob]) -> None: ...
+    def recover(self) -> int: ...
+    def counts(self) -> Counts: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def close(self) -> None: ...
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS urls (
+    id            INTEGER PRIMARY KEY,
+    url           TEXT NOT NULL UNIQUE,
+    host          TEXT NOT NULL,
+    depth         INTEGER NOT NULL,
+    referrer      TEXT,
+    state         INTEGER NOT NULL DEFAULT 0,
+    etag          TEXT,
+    last_modified TEXT,
+    content_hash  TEXT
+);
+-- Leasing asks "the oldest queued URLs of this host": a partial index keeps that a
+-- short range scan however many URLs are done.
+CREATE INDEX IF NOT EXISTS urls_queued ON urls (host, id) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SQLiteFrontier:
+    """The embedded default: one SQLite file in WAL mode under the state directory."""
+
+    # Commit leases and link inserts at least this often even without acks, so a
+    # crash loses little work; acks (complete) always commit at once.
+    COMMIT_EVERY = 1.0
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a process crash (kill -9); after a power
+        # loss the last commits may roll back, which only makes resume redo them.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, bounded
+        self.db.execute("PRAGMA temp_store=MEMORY")
+        self.db.executescript(SCHEMA)
+        self._in_tx = False
+        self._last_commit = time.monotonic()
+        self._hosts: dict[str, int] = defaultdict(int)
+        for host, n in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
+            self._hosts[host] = n
+        self._counts = {s: 0 for s in (QUEUED, LEASED, DONE)}
+        for state, n in self.db.execute("SELECT state, count(*) FROM urls GROUP BY state"):
+            self._counts[state] = n
+
+    # -- transactions -------------------------------------------------------------
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+        self._last_commit = time.monotonic()
+
+    def maybe_commit(self) -> None:
+        if self._in_tx and time.monotonic() - self._last_commit >= self.COMMIT_EVERY:
+            self.commit()
+
+    # -- the contract ---------------------------------------------------------------
+    def add(self, entries: Iterable[Entry]) -> int:
+        by_host: dict[str, list[Entry]] = defaultdict(list)
+        for entry in entries:
+            by_host[entry[1]].append(entry)
+        if not by_host:
+            return 0
+        self._begin()
+        added = 0
+        for host, rows in by_host.items():
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT OR IGNORE INTO urls (url, host, depth, referrer) VALUES (?, ?, ?, ?)", rows
+            )
+            new = self.db.total_changes - before
+            if new:
+                self._hosts[host] += new
+                added += new
+        self._counts[QUEUED] += added
+        self.maybe_commit()
+        return added
+
+    def lease(self, host: str, limit: int) -> list[FetchJob]:
+        if self._hosts.get(host, 0) <= 0 or limit <= 0:
+            return []
+        self._begin()
+        rows = self.db.execute(
+            "SELECT id, url, host, depth, referrer, etag, last_modified, content_hash FROM urls "
+            "WHERE host = ? AND state = 0 ORDER BY id LIMIT ?",
+            (host, limit),
+        ).fetchall()
+        if rows:
+            self.db.executemany("UPDATE urls SET state = 1 WHERE id = ?", [(r[0],) for r in rows])
+        left = self._hosts[host] - len(rows)
+        if left > 0 and rows:
+            self._hosts[host] = left
+        else:
+            self._hosts.pop(host, None)
+        self._counts[QUEUED] -= len(rows)
+        self._counts[LEASED] += len(rows)
+        self.maybe_commit()
+        return [FetchJob(*r) for r in rows]
+
+    def hosts(self) -> dict[str, int]:
+        return self._hosts
+
+    def complete(self, ids: Sequence[int], output_size: int) -> None:
+        self._begin()
+        self.db.executemany("UPDATE urls SET state = 2 WHERE id = ?", [(i,) for i in ids])
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('output_size', ?)", (str(output_size),)
+        )
+        self.commit()
+        self._counts[LEASED] -= len(ids)
+        self._counts[DONE] += len(ids)
+
+    def release(self, jobs: Sequence[FetchJob]) -> None:
+        if not jobs:
+            return
+        self._begin()
+        self.db.executemany("UPDATE urls SET state = 0 WHERE id = ? AND state = 1", [(j.id,) for j in jobs])
+        self.commit()
+        for job in jobs:
+            self._hosts[job.host] += 1
+        self._counts[QUEUED] += len(jobs)
+        self._counts[LEASED] -= len(jobs)
+
+    def recover(self) -> int:
+        self._begin()
+        n = self.db.execute("UPDATE urls SET state = 0 WHERE state = 1").rowcount
+        self.commit()
+        if n:
+            self._hosts.clear()
+            for host, c in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
+                self._hosts[host] = c
+            self._counts[QUEUED] += n
+            self._counts[LEASED] -= n
+        return n
+
+    def counts(self) -> Counts:
+        return Counts(self._counts[QUEUED], self._counts[LEASED], self._counts[DONE])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._begin()
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.commit()
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self.db.close()

@@ -1,0 +1,369 @@
+"""Settings: packaged defaults < settings.toml < command line, merged by one pure function.
+
+The defaults live in ``crawler/defaults.toml`` (the repo's ``settings.toml`` is the same
+file), so the documented defaults and the shipped ones cannot drift. The dataclasses below
+carry no defaults of their own: their annotations are the type schema that every value
+is checked against, and ``CHECKS`` adds the range and choice checks.
+
+Everything is validated before anything is fetched. A problem raises ``UsageError`` with
+one line that names the file, the key and, for parse rules, the rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crawler.errors import UsageError
+
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
+
+
+@dataclass(frozen=True)
+class CrawlSettings:
+    seeds: list[str]
+    allowed_domains: list[str]
+    max_depth: int
+    max_pages: int
+    allow: list[str]
+    deny: list[str]
+    obey_robots: bool
+    user_agent: str
+    max_url_length: int
+    max_links_per_page: int
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    engine: str
+    concurrency: int
+    per_host_concurrency: int
+    per_host_delay: float
+    timeout: float
+    max_bytes: int
+    max_redirects: int
+    retries: int
+    retry_statuses: list[int]
+    backoff: float
+    max_crawl_delay: float
+    allow_private_networks: bool
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    name: str
+    xpath: str | None = None
+    regex: str | None = None
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match: str
+    fields: tuple[FieldRule, ...] = ()
+    callable: str | None = None
+
+
+@dataclass(frozen=True)
+class ParseSettings:
+    workers: int
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    path: str
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    backend: str
+    redis_url: str
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    every: str
+    cron: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    crawl: CrawlSettings
+    fetch: FetchSettings
+    parse: ParseSettings
+    output: OutputSettings
+    state: StateSettings
+    schedule: ScheduleSettings
+    source: str = "defaults"
+
+    @property
+    def parse_workers(self) -> int:
+        return self.parse.workers or os.cpu_count() or 1
+
+
+SECTIONS: dict[str, type] = {
+    "crawl": CrawlSettings,
+    "fetch": FetchSettings,
+    "parse": ParseSettings,
+    "output": OutputSettings,
+    "state": StateSettings,
+    "schedule": ScheduleSettings,
+}
+
+# (section, key) -> (predicate, what it must be). Types are checked from the annotations.
+CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
+    ("crawl", "max_depth"): (lambda v: v >= -1, ">= -1"),
+    ("crawl", "max_pages"): (lambda v: v >= 0, ">= 0"),
+    ("crawl", "max_url_length"): (lambda v: v >= 16, ">= 16"),
+    ("crawl", "max_links_per_page"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "engine"): (lambda v: v in ("threads", "async"), 'one of "threads", "async"'),
+    ("fetch", "concurrency"): (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
+    ("fetch", "per_host_concurrency"): (lambda v: v >= 1, ">= 1"),
+    ("fetch", "per_host_delay"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "timeout"): (lambda v: v > 0, "> 0"),
+    ("fetch", "max_bytes"): (lambda v: v > 0, "> 0"),
+    ("fetch", "max_redirects"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "retries"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "retry_statuses"): (lambda v: all(100 <= s <= 599 for s in v), "HTTP statuses (100-599)"),
+    ("fetch", "backoff"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "max_crawl_delay"): (lambda v: v >= 0, ">= 0"),
+    ("parse", "workers"): (lambda v: 0 <= v <= 256, "between 0 and 256"),
+    ("output", "path"): (lambda v: bool(v.strip()), "a non-empty path"),
+    ("state", "backend"): (lambda v: v in ("sqlite", "redis"), 'one of "sqlite", "redis"'),
+}
+
+RULE_KEYS = {"name", "match", "fields", "callable"}
+FIELD_KEYS = {"xpath", "regex", "many"}
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: settings file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read settings: {exc.strerror}") from None
+
+
+def merge(base: dict, *layers: dict) -> dict:
+    """Deep-merge dicts: later layers win; tables merge key by key, everything else replaces."""
+    out = dict(base)
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def dotted_to_nested(overrides: dict[str, Any]) -> dict:
+    """{"fetch.concurrency": 4} -> {"fetch": {"concurrency": 4}}. None values are dropped."""
+    nested: dict = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.partition(".")
+        nested.setdefault(section, {})[name] = value
+    return nested
+
+
+def key_section(name: str) -> str | None:
+    """The section that owns a (globally unique) key name, for flat API overrides."""
+    for section, cls in SECTIONS.items():
+        if name in {f.name for f in dataclasses.fields(cls)}:
+            return section
+    return None
+
+
+def load_settings(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults < the file at ``path`` (or ./settings.toml if present) < dotted ``overrides``."""
+    defaults = read_toml(DEFAULTS_PATH)
+    layer: dict = {}
+    source = "defaults"
+    if path is None and Path("settings.toml").is_file():
+        path = "settings.toml"
+    if path is not None:
+        source = str(path)
+        layer = read_toml(Path(path))
+        check_known_keys(layer, defaults, source)
+    cli = dotted_to_nested(overrides or {})
+    check_known_keys(cli, defaults, "command line")
+    merged = merge(defaults, layer, cli)
+    return build(merged, source)
+
+
+def check_known_keys(layer: dict, defaults: dict, source: str) -> None:
+    for section, table in layer.items():
+        if section not in SECTIONS:
+            raise UsageError(f"{source}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(table, dict):
+            raise UsageError(f"{source}: [{section}] must be a table")
+        known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key in table:
+            if key not in known:
+                hint = _closest(key, known)
+                raise UsageError(f"{source}: [{section}] {key}: unknown key{hint}")
+
+
+def _closest(key: str, known: set[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(key, sorted(known), n=1)
+    return f' (did you mean "{match[0]}"?)' if match else ""
+
+
+def build(merged: dict, source: str) -> Settings:
+    sections: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        table = merged.get(section, {})
+        if section == "parse":
+            workers = _check_value(source, "parse", "workers", table.get("workers"), int)
+            rules = build_rules(table.get("rules", []), source)
+            sections[section] = ParseSettings(workers=workers, rules=rules)
+            continue
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            values[f.name] = _check_value(source, section, f.name, table.get(f.name), hints[f.name])
+        sections[section] = cls(**values)
+    settings = Settings(**sections, source=source)
+    for pattern_key in ("allow", "deny"):
+        for i, pattern in enumerate(getattr(settings.crawl, pattern_key)):
+            _compile_regex(pattern, f"{source}: [crawl] {pattern_key}[{i}]")
+    return settings
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if typing.get_origin(tp) is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {names[inner].split(' ', 1)[1]}s"
+    return names[tp]
+
+
+def _is_type(value: Any, tp: Any) -> bool:
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if typing.get_origin(tp) is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_is_type(v, inner) for v in value)
+    raise TypeError(tp)
+
+
+def _check_value(source: str, section: str, key: str, value: Any, tp: Any) -> Any:
+    where = f"{source}: [{section}] {key}"
+    if value is None:
+        raise UsageError(f"{where}: missing")
+    if not _is_type(value, tp):
+        raise UsageError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is float:
+        value = float(value)
+    check = CHECKS.get((section, key))
+    if check and not check[0](value):
+        raise UsageError(f"{where}: must be {check[1]}, got {value!r}")
+    return value
+
+
+def _compile_regex(pattern: str, where: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"{where}: invalid regex {pattern!r}: {exc}") from None
+
+
+def _check_xpath(expr: str, where: str) -> None:
+    from lxml import etree
+
+    try:
+        etree.XPath(expr)
+    except etree.XPathSyntaxError as exc:
+        raise UsageError(f"{where}: invalid XPath {expr!r}: {exc}") from None
+
+
+def resolve_callable(spec: str, where: str = "callable") -> typing.Callable:
+    """Import ``"package.module:function"``; used by validation and by each parser process."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f'{where}: expected "module:function", got {spec!r}')
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure is the user's module, name it
+        raise UsageError(f"{where}: cannot import {module_name!r}: {exc}") from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise UsageError(f"{where}: {module_name!r} has no function {attr!r}")
+    return func
+
+
+def build_rules(raw: Any, source: str) -> tuple[Rule, ...]:
+    if not isinstance(raw, list):
+        raise UsageError(f"{source}: [[parse.rules]] must be an array of tables")
+    rules = []
+    for i, table in enumerate(raw, 1):
+        label = f"{source}: [[parse.rules]] #{i}"
+        if not isinstance(table, dict):
+            raise UsageError(f"{label}: must be a table")
+        if isinstance(table.get("name"), str) and table["name"]:
+            label += f' "{table["name"]}"'
+        else:
+            raise UsageError(f"{label}: name: expected a non-empty string")
+        unknown = set(table) - RULE_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise UsageError(f"{label}: {key}: unknown key{_closest(key, RULE_KEYS)}")
+        match = table.get("match", ".*")
+        if not isinstance(match, str):
+            raise UsageError(f"{label}: match: expected a string, got {match!r}")
+        _compile_regex(match, f"{label}: match")
+        func = table.get("callable")
+        if func is not None:
+            if not isinstance(func, str):
+                raise UsageError(f"{label}: callable: expected a string, got {func!r}")
+            resolve_callable(func, f"{label}: callable")
+        fields_raw = table.get("fields", {})
+        if not isinstance(fields_raw, dict):
+            raise UsageError(f"{label}: fields: must be a table")
+        fields = []
+        for name, spec in fields_raw.items():
+            where = f"{label}: fields.{name}"
+            if not isinstance(spec, dict):
+                raise UsageError(f"{where}: must be a table like {{ xpath = \"...\" }}")
+            unknown = set(spec) - FIELD_KEYS
+            if unknown:
+                key = sorted(unknown)[0]
+                raise UsageError(f"{where}.{key}: unknown key{_closest(key, FIELD_KEYS)}")
+            xpath, regex, many = spec.get("xpath"), spec.get("regex"), spec.get("many", False)
+            if xpath is None and regex is None:
+                raise UsageError(f"{where}: needs xpath, regex or both")
+            if xpath is not None:
+                if not isinstance(xpath, str):
+                    raise UsageError(f"{where}.xpath: expected a string, got {xpath!r}")
+                _check_xpath(xpath, f"{where}.xpath")
+            if regex is not None:
+                if not isinstance(regex, str):
+                    raise UsageError(f"{where}.regex: expected a string, got {regex!r}")
+                _compile_regex(regex, f"{where}.regex")
+            if not isinstance(many, bool):
+                raise UsageError(f"{where}.many: expected true or false, got {many!r}")
+            fields.append(FieldRule(name=name, xpath=xpath, regex=regex, many=many))
+        rules.append(Rule(name=table["name"], match=match, fields=tuple(fields), callable=func))
+    return tuple(rules)
