@@ -1,0 +1,169 @@
+"""parse_page: decoding, field rules, links and hostile input, without processes."""
+
+import codecs
+import orjson
+import pytest
+
+from crawler.messages import FetchJob, Page
+from crawler.settings import build_rules
+from crawler.urls import Scope
+from parsers.worker import WorkerConfig, WorkerState, parse_page
+
+BASE = "http://127.0.0.1:8000/dir/page.html"
+
+
+def state(rules_toml=None, *, max_depth=5, obey_robots=True, domains=("127.0.0.1",)):
+    import tomllib
+
+    raw = tomllib.loads(rules_toml)["parse"]["rules"] if rules_toml else [
+        {"name": "page", "match": ".*", "fields": {"title": {"xpath": "//title/text()"}}}]
+    config = WorkerConfig(crawl_id="test", rules=build_rules(raw, "test"),
+                          scope=Scope(domains=frozenset(domains)), obey_robots=obey_robots,
+                          max_depth=max_depth, max_links=1000)
+    return WorkerState(config)
+
+
+def page(body: bytes, content_type="text/html", charset=None, url=BASE, depth=0):
+    job = FetchJob(id=1, url=url, host="127.0.0.1", depth=depth)
+    return Page(job=job, fetched_at="2026-11-22T00:00:00.000Z", final_url=url, status=200,
+                content_type=content_type, charset=charset, body=body)
+
+
+def record(result):
+    assert result.line.endswith(b"\n") and result.line.count(b"\n") == 1
+    return orjson.loads(result.line)
+
+
+RULES = """
+[[parse.rules]]
+name = "product"
+match = "/p/"
+fields.title = { xpath = "//h1/text()" }
+fields.price = { xpath = "//span[@class='price']/text()", regex = '\\$([\\d.]+)' }
+fields.sku = { regex = 'SKU-[\\d-]+' }
+fields.tags = { xpath = "//a[@rel='tag']/text()", many = true }
+fields.missing = { xpath = "//nope/text()" }
+fields.none_many = { xpath = "//nope/text()", many = true }
+fields.count = { xpath = "count(//li)" }
+
+[[parse.rules]]
+name = "other"
+match = ".*"
+fields.title = { xpath = "//title/text()" }
+"""
+
+PRODUCT = b"""<html><head><title>T</title></head><body><h1>  Blue   Widget </h1>
+<span class="price">Now $12.50 only</span><p>SKU-0001-42 in stock</p>
+<a rel="tag" href="/t/a">alpha</a><a rel="tag" href="/t/b"> beta </a><ul><li>1</li><li>2</li></ul></body></html>"""
+
+
+def test_first_rule_matching_the_url_applies_with_field_semantics():
+    r = record(parse_page(page(PRODUCT, url="http://127.0.0.1:8000/p/1.html"), state(RULES)))
+    assert r["rule"] == "product"
+    assert r["data"] == {"title": "Blue   Widget", "price": "12.50", "sku": "SKU-0001-42",
+                         "tags": ["alpha", "beta"], "missing": None, "none_many": [], "count": "2"}
+
+
+def test_fallback_rule_when_first_does_not_match():
+    r = record(parse_page(page(PRODUCT, url="http://127.0.0.1:8000/c/1.html"), state(RULES)))
+    assert r["rule"] == "other" and r["data"] == {"title": "T"}
+
+
+def test_record_has_every_contract_field_in_order():
+    r = record(parse_page(page(PRODUCT), state()))
+    assert list(r) == ["url", "final_url", "status", "fetched_at", "depth", "referrer", "content_type",
+                       "bytes", "elapsed_ms", "attempts", "crawl_id", "rule", "data", "links",
+                       "changed", "error"]
+    assert r["error"] is None and r["bytes"] == len(PRODUCT)
+
+
+def test_links_resolve_against_base_href_and_skip_non_http_schemes():
+    body = b"""<html><head><base href="http://127.0.0.1:8000/base/"></head><body>
+    <a href="x.html">x</a><a href="../y.html#frag">y</a><area href="/z.html">
+    <a href="mailto:a@b.c">m</a><a href="javascript:void(0)">j</a><a href="tel:123">t</a>
+    <a href="data:text/html,hi">d</a><a href="HTTP://127.0.0.1:8000/base/x.html">dup</a>
+    <a href="http://127.0.0.9/out.html">out of scope</a></body></html>"""
+    result = parse_page(page(body), state())
+    assert result.links == ["http://127.0.0.1:8000/base/x.html", "http://127.0.0.1:8000/y.html",
+                            "http://127.0.0.1:8000/z.html"]
+    assert record(result)["links"] == 4  # distinct http(s) links found, before scope
+
+
+def test_nofollow_links_and_meta_robots_are_honoured():
+    body = b'<html><body><a href="/a" rel="nofollow">a</a><a href="/b">b</a></body></html>'
+    assert parse_page(page(body), state()).links == ["http://127.0.0.1:8000/b"]
+    meta = b'<html><head><meta name="ROBOTS" content="noindex, nofollow"><title>x</title></head><body><a href="/b">b</a></body></html>'
+    result = parse_page(page(meta), state())
+    assert result.links == [] and record(result)["data"] == {}
+
+
+def test_obey_robots_off_follows_nofollow():
+    body = b'<html><body><a href="/a" rel="nofollow">a</a></body></html>'
+    assert parse_page(page(body), state(obey_robots=False)).links == ["http://127.0.0.1:8000/a"]
+
+
+def test_no_links_are_queued_beyond_max_depth():
+    body = b'<html><body><a href="/a">a</a></body></html>'
+    result = parse_page(page(body, depth=2), state(max_depth=2))
+    assert result.links == [] and record(result)["links"] == 1
+
+
+@pytest.mark.parametrize("encoding,declare", [
+    ("gbk", "meta"), ("gbk", "header"), ("shift_jis", "header"), ("shift_jis", "meta"),
+    ("latin-1", "header"), ("utf-8", "none"), ("utf-8-sig", "none"), ("utf-8-sig", "header"),
+])
+def test_encodings_decode_right_however_declared(encoding, declare):
+    title = {"gbk": "中文标题", "shift_jis": "日本語のタイトル", "latin-1": "Crème brûlée",
+             "utf-8": "Ünïcödé ✓", "utf-8-sig": "BOM ✓ ü"}[encoding]
+    meta = f'<meta charset="{encoding}">' if declare == "meta" else ""
+    body = f"<html><head>{meta}<title>{title}</title></head><body>{'x' * 50}</body></html>".encode(encoding)
+    if encoding == "utf-8-sig":
+        assert body.startswith(codecs.BOM_UTF8)
+    charset = {"utf-8-sig": "utf-8"}.get(encoding, encoding) if declare == "header" else None
+    assert record(parse_page(page(body, charset=charset), state()))["data"]["title"] == title
+
+
+def test_undeclared_gbk_is_detected():
+    title = "中文标题，这是一个比较长的中文句子用于编码检测"
+    body = f"<html><head><title>{title}</title></head><body><p>{title * 5}</p></body></html>".encode("gbk")
+    assert record(parse_page(page(body), state()))["data"]["title"] == title
+
+
+def test_nul_bytes_and_invalid_utf8_still_parse():
+    body = b"<html><head><title>ok\x00 \xff\xfe title</title></head><body>\x00\x00<a href='/a'>a</a></body></html>"
+    result = parse_page(page(body, charset="utf-8"), state())
+    r = record(result)
+    assert r["error"] is None and r["data"]["title"].startswith("ok")
+    assert result.links == ["http://127.0.0.1:8000/a"]
+
+
+@pytest.mark.parametrize("junk", [b"", b"\x00" * 1000, bytes(range(256)) * 40, b"<" * 5000,
+                                  b"<html>" + b"<div>" * 5000, b"\xef\xbb\xbf"])
+def test_binary_junk_never_crashes(junk):
+    r = record(parse_page(page(junk), state()))
+    assert r["url"] == BASE  # one record either way, error or not
+
+
+def test_non_html_is_recorded_not_parsed():
+    result = parse_page(page(b"%PDF-1.7 <a href='/x'>", content_type="application/pdf"), state())
+    r = record(result)
+    assert r["content_type"] == "application/pdf" and r["data"] == {} and r["rule"] is None
+    assert result.links == []
+
+
+def test_custom_callable_rule(tmp_path, monkeypatch):
+    (tmp_path / "myparse.py").write_text(
+        "def product(url, text, tree):\n    return {'h1': tree.xpath('string(//h1)').strip(), 'n': len(text) > 0}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rules = '[[parse.rules]]\nname = "custom"\ncallable = "myparse:product"\n'
+    r = record(parse_page(page(PRODUCT), state(rules)))
+    assert r["rule"] == "custom" and r["data"] == {"h1": "Blue   Widget", "n": True}
+
+
+def test_failing_callable_is_a_parse_error_record(tmp_path, monkeypatch):
+    (tmp_path / "badparse.py").write_text("def f(url, text, tree):\n    raise ValueError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = parse_page(page(PRODUCT), state('[[parse.rules]]\nname = "b"\ncallable = "badparse:f"\n'))
+    r = record(result)
+    assert r["error"] == {"type": "parse", "message": "ValueError: boom"}
+    assert result.error_type == "parse"
