@@ -1,0 +1,250 @@
+"""``crawler inspect``: summarise, query, validate, diff, follow and report crawl output.
+
+::
+
+    crawler inspect FILE... [--where EXPR] [--fields a,b] [--format table|json|csv] [--validate]
+                            [--diff OTHER] [--follow] [--report report.html] [--limit N]
+
+FILE is a path, a glob (quote it: ``'out-*.jsonl'``) or ``-`` for stdin; ``.jsonl.gz`` is
+read as is. Every mode streams: memory stays bounded whatever the size of the input.
+
+Which mode runs:
+
+- ``--validate``: every line is checked against the record schema; bad lines are listed as
+  ``file:line: reason``; exit 1 if there is any.
+- ``--diff OTHER``: compare two crawls by URL (crawler/diffing.py).
+- ``--follow``: tail files a running crawl is still writing (crawler/follow.py).
+- ``--where``, ``--fields``, ``--limit`` or ``--format csv``: print the matching records.
+- otherwise (or with ``--summary``): print a summary of the (matching) records.
+- ``--report FILE.html`` also writes a self-contained HTML report (crawler/report.py).
+
+Expressions (``--where``) are JMESPath with a few additions; see crawler/query.py and
+``crawler inspect --help``. Exit codes: 0 ok, 1 ``--validate`` found bad lines, 2 usage error
+(one line on stderr naming the problem), 130 interrupted.
+
+Module map: sources.py (reading), scanning.py (the pass over lines), summary.py (the numbers),
+summary_view.py (printing them), query.py (--where/--fields), record_output.py (--format),
+diffing.py, follow.py, report.py + svg_charts.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from crawler.errors import UsageError
+from crawler.sources import Source, expand_sources
+
+EXIT_OK, EXIT_BAD_LINES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXPRESSION_HELP = """\
+expressions (--where): JMESPath evaluated on each record, plus bare numbers,
+and/or/not, true/false/null, re_search(pattern, value) and host(url).
+Strings take single quotes. Examples:
+  --where "status >= 400"
+  --where "error.type == 'timeout'"
+  --where "to_number(data.price) < 20"
+  --where "re_search('/products/[0-9]+$', url)"
+  --where "status == 200 and not re_search('^https://shop[.]', url)"
+  --where "(error.type == 'timeout' or error.type == 'connection') and depth <= 2"
+  --where "changed == true and data.title != null"
+  --fields url,status,data.title --format csv
+
+modes: --validate lists bad lines (exit 1 if any); --diff OTHER compares two crawls by URL
+(OTHER is a file/glob, the new side, or a crawl id in FILE..., or OLD_ID..NEW_ID);
+--follow tails growing files; with --where/--fields/--limit/--format csv the matching
+records are printed, otherwise a summary (--summary forces it).
+exit codes: 0 ok, 1 --validate found bad lines, 2 usage error, 130 interrupted.
+"""
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    """Add the inspect arguments and options to the parser the CLI made for the verb."""
+    p.description = "Summarise, query, validate, diff, follow or report crawl output (JSON lines)."
+    p.epilog = EXPRESSION_HELP
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="JSON lines file(s): paths, globs, .jsonl.gz, or - for stdin")
+    p.add_argument("--where", metavar="EXPR", help="only records for which EXPR is true (see below)")
+    p.add_argument("--fields", metavar="a,b", help="print these fields (paths such as data.title)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default=None,
+                   help="output format (default: table; json for machines)")
+    p.add_argument("--validate", action="store_true", help="check every line against the record schema")
+    p.add_argument("--diff", metavar="OTHER", help="compare with OTHER: a file/glob, or crawl id(s)")
+    p.add_argument("--follow", action="store_true", help="keep reading as the files grow (Ctrl-C stops)")
+    p.add_argument("--report", metavar="report.html", help="also write a self-contained HTML report")
+    p.add_argument("--limit", type=int, metavar="N", help="print at most N matching records")
+    p.add_argument("--summary", action="store_true", help="summarise the matching records instead of printing them")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for summarising large files (default: one per CPU)")
+    # For tests and scripts: stop following after SECONDS (exit 0), print the rolling
+    # summary every SECONDS.
+    p.add_argument("--follow-timeout", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.add_argument("--summary-every", type=float, default=5.0, metavar="SECONDS", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``crawler inspect`` with parsed ``args``; return the exit code."""
+    err = Console(file=sys.stderr, highlight=False)
+    try:
+        return _run(args, err)
+    except UsageError as exc:
+        message = str(exc).replace("\n", " ")
+        print(f"crawler inspect: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, and keep Python from complaining
+        # about the flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _run(args: argparse.Namespace, err: Console) -> int:
+    _check_args(args)
+    sources = expand_sources(args.files)
+    fmt = args.format or "table"
+    if args.validate:
+        from crawler.validating import validate_sources
+
+        return validate_sources(sources, fmt)
+    if args.diff is not None:
+        from crawler.diffing import run_diff
+
+        return run_diff(sources, args.diff, fmt, args.where, _console(), args.limit)
+    if args.follow:
+        from crawler.follow import run_follow
+
+        return run_follow(sources, args, _console(), err)
+    if wants_records(args):
+        return _print_records(sources, args, fmt, err)
+    return _print_summary(sources, args, fmt, err)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be 1 or more")
+    if args.validate and (args.diff is not None or args.follow or args.report):
+        raise UsageError("--validate cannot be combined with --diff, --follow or --report")
+    if args.diff is not None and args.follow:
+        raise UsageError("--diff cannot be combined with --follow")
+    if args.report and (args.diff is not None or args.follow):
+        raise UsageError("--report cannot be combined with --diff or --follow")
+    if args.follow_timeout is not None and args.follow_timeout < 0:
+        raise UsageError("--follow-timeout must be 0 or more")
+    if args.summary_every <= 0:
+        raise UsageError("--summary-every must be more than 0")
+    if args.format == "csv" and args.summary:
+        raise UsageError("--format csv prints records; a summary is table or json")
+
+
+def wants_records(args: argparse.Namespace) -> bool:
+    """Whether records are printed (rather than a summary)."""
+    if args.summary:
+        return False
+    return bool(args.where or args.fields or args.limit is not None or args.format == "csv")
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, highlight=False)
+
+
+def _print_summary(sources: list[Source], args: argparse.Namespace, fmt: str, err: Console) -> int:
+    from crawler.scanning import summarize
+    from crawler.summary_view import render_summary
+
+    if args.where:
+        _compile_where(args.where)  # a bad expression is reported before any reading
+    result = summarize(sources, args.where, args.workers, with_report=bool(args.report))
+    _warn_where(err, result.where_errors, result.where_first_error)
+    summary = result.summary.to_dict([s.name for s in sources])
+    if args.report:
+        _write_report(args.report, result, summary, err)
+    if fmt == "json":
+        sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.flush()
+    else:
+        render_summary(_console(), summary)
+    return EXIT_OK
+
+
+def _print_records(sources: list[Source], args: argparse.Namespace, fmt: str, err: Console) -> int:
+    from crawler.query import Fields
+    from crawler.record_output import make_writer
+    from crawler.scanning import PassResult, StopScan, scan
+    from crawler.summary import Summary
+
+    where = _compile_where(args.where) if args.where else None
+    fields = Fields(args.fields) if args.fields else None
+    writer = make_writer(fmt, fields, _console())
+    result = PassResult(Summary(), _new_report() if args.report else None)
+    limit = args.limit
+    printed = 0
+
+    def on_record(rec: dict) -> None:
+        nonlocal printed
+        if limit is None or printed < limit:
+            writer.write(rec)
+            printed += 1
+        elif result.report is None:
+            raise StopScan  # enough printed, and no report to complete: stop reading
+        if result.report is not None:
+            result.summary.add(rec)
+            result.report.add(rec)
+
+    if limit == 0 and not args.report:
+        on_record = _stop  # noqa: F811 - nothing to print: do not even read
+    try:
+        result.summary.lines = scan(sources, on_record, result.summary.bad, where)
+    finally:
+        writer.close()
+    if where is not None:
+        _warn_where(err, where.errors, where.first_error)
+    bad = result.summary.bad
+    if bad.count:
+        file, line, reason = bad.first[0]
+        err.print(f"warning: skipped {bad.count:,} bad line(s), first {file}:{line}: {reason} "
+                  "(--validate lists them all)", markup=False, highlight=False)
+    if args.report:
+        _write_report(args.report, result, result.summary.to_dict([s.name for s in sources]), err)
+    return EXIT_OK
+
+
+def _stop(rec: dict) -> None:
+    from crawler.scanning import StopScan
+
+    raise StopScan
+
+
+def _compile_where(text: str):
+    from crawler.query import compile_where
+
+    return compile_where(text)
+
+
+def _warn_where(err: Console, errors: int, first: str | None) -> None:
+    if errors:
+        err.print(f"warning: --where could not be evaluated on {errors:,} record(s), "
+                  f"which did not match (first: {first})", markup=False, highlight=False)
+
+
+def _new_report():
+    from crawler.report import ReportData
+
+    return ReportData()
+
+
+def _write_report(path: str, result: Any, summary: dict, err: Console) -> None:
+    from crawler.report import write_report
+
+    write_report(path, summary, result.summary.total(), result.report)
+    err.print(f"wrote {path}", markup=False, highlight=False)
