@@ -1,0 +1,697 @@
+"""A tiny HTTP/1.1 server for the sample site, on raw asyncio.
+
+Tests, the demo and the benchmark all crawl it, and on a 2-core machine it runs beside the
+crawler being measured, so it must cost as little CPU as possible:
+
+- every static response is rendered to its full wire bytes once (cached on the `Response`),
+  so serving it is one ``transport.write``;
+- the request parser reads only the request line and the headers;
+- it is an ``asyncio.BufferedProtocol`` reading into a per-connection buffer. Measured with
+  16 KB pages over keep-alive connections, at a fixed 2,000 requests/s it costs ~95 us of CPU
+  per request against ~150 us for asyncio streams; a plain ``asyncio.Protocol`` costs as much
+  as streams, because asyncio allocates a fresh 256 KiB bytes object (mmap, mremap, munmap)
+  for every read.
+
+What it serves is a `Site`: static responses per (host, path) and dynamic handlers that can also
+misbehave on purpose (`RESET`, `HANG`, `Drip`, ``Response.delay``). Different hosts are different
+loopback addresses bound on one port. `SiteServer` counts what it saw (hits per host and path,
+the highest number of requests in flight per host, and a log of every request) so that tests can
+check politeness from the server's side.
+
+Run as ``python -m crawler.sample.server --catalog bench`` it serves the benchmark catalog in its
+own process (see `main`), so that its CPU is not counted against the crawler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+from http import HTTPStatus
+from typing import Awaitable, Callable, Sequence
+
+logger = logging.getLogger(__name__)
+
+# A request head larger than this is refused: nothing legitimate in our tests comes close.
+MAX_HEAD_BYTES = 64 * 1024
+# Each connection reads into its own buffer of this size. asyncio.Protocol would allocate a
+# fresh 256 KiB bytes object per read instead: three syscalls (mmap, mremap, munmap) per request.
+RECV_BYTES = 16 * 1024
+# Stop reading from a client that pipelines this much while we are still answering.
+MAX_PENDING_BYTES = 1024 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304}) | frozenset(range(100, 200))
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A canned answer. Its wire bytes are rendered once, on first use, and then reused.
+
+    Content-Length is added unless ``headers`` already has one (a wrong one is a way to test
+    truncated bodies). Nothing else is added: pass Content-Type yourself, or use `Response.html`.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0  # seconds to wait before sending anything
+
+    @classmethod
+    def html(cls, body: str | bytes, status: int = 200, headers: tuple[tuple[str, str], ...] = (),
+             delay: float = 0.0) -> "Response":
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        return cls(status, data, (("Content-Type", "text/html; charset=utf-8"), *headers), delay)
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> "Response":
+        return cls(status, b"", (("Location", location),))
+
+    def head(self, close: bool) -> bytes:
+        """Status line and headers, ready to write."""
+        return self._head_close if close else self._head_keep
+
+    def wire(self, close: bool) -> bytes:
+        """The whole response, ready to write."""
+        return self._wire_close if close else self._wire_keep
+
+    @cached_property
+    def _head_keep(self) -> bytes:
+        return self._render_head(close=False)
+
+    @cached_property
+    def _head_close(self) -> bytes:
+        return self._render_head(close=True)
+
+    @cached_property
+    def _wire_keep(self) -> bytes:
+        return self._head_keep + self.body
+
+    @cached_property
+    def _wire_close(self) -> bytes:
+        return self._head_close + self.body
+
+    def _render_head(self, close: bool) -> bytes:
+        lines = [f"HTTP/1.1 {self.status} {_reason(self.status)}"]
+        has_length = any(name.lower() == "content-length" for name, _ in self.headers)
+        if not has_length and self.status not in _NO_BODY_STATUSES:
+            lines.append(f"Content-Length: {len(self.body)}")
+        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        if close:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@dataclass(frozen=True)
+class Drip(Response):
+    """A slow body: the headers at once, then ``chunk_size`` bytes every ``interval`` seconds."""
+
+    chunk_size: int = 1024
+    interval: float = 0.1
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the server saw: one parsed request."""
+
+    host: str  # the local address the connection came in on (not the Host header)
+    method: str
+    path: str  # raw path including the query string
+    headers: dict[str, str]  # lower-cased names
+    started: float  # time.monotonic() when the server began handling it
+
+
+class _Action:
+    """A misbehaviour a handler can ask for instead of a response."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+RESET = _Action("RESET")  # abort the connection with a TCP RST, without answering
+HANG = _Action("HANG")  # never answer; the connection stays open until the client gives up
+
+Handler = Callable[[Request], "Response | _Action | Awaitable[Response | _Action]"]
+Target = "Response | _Action | Handler"
+
+NOT_FOUND = Response.html("<html><head><title>Not found</title></head><body>404</body></html>", 404)
+SERVER_ERROR = Response.html("<html><body>handler error</body></html>", 500)
+BAD_REQUEST = Response(400, b"bad request\n", (("Content-Type", "text/plain"),))
+
+
+class Site:
+    """What the server serves: static responses per (host, path), plus dynamic handlers.
+
+    Lookup order for a request: (host, path), ("*", path), then the same two with the query
+    string dropped, then (host, "*"), ("*", "*"), and finally a small 404. So ``"*"`` as a host
+    means every host, and ``"*"`` as a path is a per-host catch-all.
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str], Response | _Action | Handler] = {}
+
+    def add(self, host: str, path: str, response: Response | _Action | Handler) -> None:
+        self._routes[(host, path)] = response
+
+    def get(self, host: str, path: str) -> Response | _Action | Handler | None:
+        """The exact entry for (host, path), without fallbacks."""
+        return self._routes.get((host, path))
+
+    def routes(self) -> dict[tuple[str, str], Response | _Action | Handler]:
+        return dict(self._routes)
+
+    def lookup(self, host: str, path: str) -> Response | _Action | Handler:
+        routes = self._routes
+        found = routes.get((host, path))
+        if found is None:
+            found = routes.get(("*", path))
+        if found is None and "?" in path:
+            bare = path.split("?", 1)[0]
+            found = routes.get((host, bare))
+            if found is None:
+                found = routes.get(("*", bare))
+        if found is None:
+            found = routes.get((host, "*"))
+        if found is None:
+            found = routes.get(("*", "*"), NOT_FOUND)
+        return found
+
+
+def _header_value(fields: bytes, name: bytes) -> bytes:
+    """The value of header `name` in a lower-cased request head (the first one, if repeated)."""
+    start = fields.find(b"\n" + name + b":") + len(name) + 2
+    end = fields.find(b"\r\n", start)
+    return fields[start:end if end >= 0 else None].strip()
+
+
+def _parse_headers(head: bytes) -> dict[str, str]:
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+class _Stats:
+    """Counters written by the loop thread and read by test threads, under one lock."""
+
+    def __init__(self, keep_log: bool) -> None:
+        self.lock = threading.Lock()
+        self.keep_log = keep_log
+        self.hits: Counter[tuple[str, str]] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.log: list[Request] = []
+
+    def begin(self, host: str, path: str, request: Request | None) -> None:
+        with self.lock:
+            self.hits[(host, path)] += 1
+            now = self.in_flight[host] + 1
+            self.in_flight[host] = now
+            if now > self.peak[host]:
+                self.peak[host] = now
+            if request is not None:
+                self.log.append(request)
+
+    def end(self, host: str) -> None:
+        with self.lock:
+            self.in_flight[host] -= 1
+
+    def reset(self) -> None:
+        with self.lock:
+            self.hits.clear()
+            self.log.clear()
+            self.peak.clear()
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One client connection: parse a request, answer it, then look at the next one.
+
+    Requests on a connection are answered strictly in order, one at a time, so pipelining works
+    and a request counts as in flight from the moment it is parsed until its last byte has left
+    our buffer (write buffer high-water mark 0 makes asyncio tell us exactly when) or the
+    connection is gone.
+    """
+
+    def __init__(self, server: SiteServer) -> None:
+        self.server = server
+        self.stats = server._stats
+        self.transport: asyncio.Transport | None = None
+        self.host = ""
+        self.area = bytearray(RECV_BYTES)
+        self.view = memoryview(self.area)
+        self.buf = b""
+        self.busy = False  # a request is being answered
+        self.close_after = False
+        self.head_only = False
+        self.closing = False
+        self.parsing = False
+        self.draining = False  # response written, waiting for the buffer to empty
+        self.reading_paused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Future | None = None
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+        self.host = transport.get_extra_info("sockname")[0]
+        self.server._connections.add(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = self.area[:nbytes]
+        self.buf = self.buf + data if self.buf else bytes(data)
+        if not self.busy:
+            self._next()
+        elif len(self.buf) > MAX_PENDING_BYTES and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        # HTTP clients do not half-close: EOF means the client gave up (a timeout, say), so
+        # whatever we were about to answer is abandoned and stops counting as in flight.
+        return None  # close the transport; connection_lost does the bookkeeping
+
+    def resume_writing(self) -> None:
+        if self.draining:
+            self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server._connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+        if self.busy:
+            self.busy = False
+            self.stats.end(self.host)
+
+    # -- requests --
+
+    def _next(self) -> None:
+        """Parse and answer buffered requests until one has to wait."""
+        if self.parsing:
+            return  # we are further up the stack; that loop carries on
+        self.parsing = True
+        try:
+            while not self.busy and not self.closing and self.buf:
+                if not self._parse_one():
+                    return
+        finally:
+            self.parsing = False
+
+    def _parse_one(self) -> bool:
+        buf = self.buf
+        if buf[:2] == b"\r\n":  # stray CRLF between pipelined requests (RFC 9112 2.2)
+            buf = self.buf = buf.lstrip(b"\r\n")
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                self._refuse()
+            return False
+        head = buf[:end]
+        first = head.find(b"\r\n")
+        parts = (head if first < 0 else head[:first]).decode("latin-1").split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self._refuse()
+            return False
+        method, path, version = parts
+        # The two headers we act on are looked up in the raw bytes; a dict of all of them is
+        # built only when a handler or the log needs a Request.
+        fields = head.lower()
+        consumed = end + 4
+        if b"\ncontent-length:" in fields:
+            length = _header_value(fields, b"content-length")
+            if not length.isdigit():
+                self._refuse()
+                return False
+            consumed += int(length)
+            if len(buf) < consumed:
+                return False  # wait for the request body
+        self.buf = buf[consumed:]
+        connection = _header_value(fields, b"connection") if b"\nconnection:" in fields else b""
+        if version == "HTTP/1.1":
+            self.close_after = b"close" in connection
+        else:
+            self.close_after = b"keep-alive" not in connection
+        self.head_only = method == "HEAD"
+        self._handle(method, path, head)
+        return True
+
+    def _refuse(self) -> None:
+        self.closing = True
+        self.transport.write(BAD_REQUEST.wire(close=True))
+        self.transport.close()
+
+    def _handle(self, method: str, path: str, head: bytes) -> None:
+        self.busy = True
+        host = self.host
+        target = self.server.site.lookup(host, path)
+        static = isinstance(target, (Response, _Action))
+        request = None
+        if not static or self.stats.keep_log:
+            request = Request(host, method, path, _parse_headers(head), time.monotonic())
+        self.stats.begin(host, path, request)
+        if static:
+            self._respond(target)
+            return
+        try:
+            result = target(request)
+        except Exception:
+            logger.exception("sample site handler failed for %s %s", host, path)
+            result = SERVER_ERROR
+        if inspect.isawaitable(result):
+            self.task = asyncio.ensure_future(result)
+            self.task.add_done_callback(self._handler_done)
+        else:
+            self._respond(result)
+
+    def _handler_done(self, task: asyncio.Future) -> None:
+        self.task = None
+        if task.cancelled() or self.closing:
+            return
+        if task.exception() is not None:
+            logger.error("sample site handler failed", exc_info=task.exception())
+            self._respond(SERVER_ERROR)
+        else:
+            self._respond(task.result())
+
+    def _respond(self, result: object) -> None:
+        if result is RESET:
+            self._reset()
+        elif result is HANG:
+            pass  # stays busy until the connection goes away
+        elif not isinstance(result, Response):
+            logger.error("sample site handler returned %r, not a Response", result)
+            self._send(SERVER_ERROR)
+        elif result.delay > 0:
+            self.timer = asyncio.get_running_loop().call_later(result.delay, self._send, result)
+        else:
+            self._send(result)
+
+    def _send(self, response: Response) -> None:
+        self.timer = None
+        if self.closing:
+            return
+        if isinstance(response, Drip) and not self.head_only:
+            self.transport.write(response.head(self.close_after))
+            self._drip(response, 0)
+            return
+        if self.head_only:
+            self.transport.write(response.head(self.close_after))
+        else:
+            self.transport.write(response.wire(self.close_after))
+        self._written()
+
+    def _drip(self, response: Drip, offset: int) -> None:
+        self.timer = None
+        if self.closing:
+            return
+        body = response.body
+        step = max(1, response.chunk_size)
+        self.transport.write(body[offset:offset + step])
+        offset += step
+        if offset < len(body):
+            self.timer = asyncio.get_running_loop().call_later(
+                response.interval, self._drip, response, offset)
+        else:
+            self._written()
+
+    def _written(self) -> None:
+        if self.transport.get_write_buffer_size():
+            self.draining = True  # resume_writing or connection_lost finishes it
+            if self.close_after:
+                self.closing = True
+                self.transport.close()
+            return
+        self._finish()
+        if self.close_after:
+            self.closing = True
+            self.transport.close()
+
+    def _finish(self) -> None:
+        self.draining = False
+        if self.busy:
+            self.busy = False
+            self.stats.end(self.host)
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        if self.buf and not self.closing:
+            self._next()
+
+    def _reset(self) -> None:
+        self.closing = True
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+
+class SiteServer:
+    """Serves a `Site` on every given loopback host, on one port, from a background thread.
+
+    Use it as a context manager, or call `start` and `stop`. Statistics (`hits`,
+    `max_in_flight`, `log`) can be read from any thread while it runs.
+    """
+
+    def __init__(self, site: Site, hosts: Sequence[str], port: int = 0, *,
+                 keep_log: bool = True, backlog: int = 1024) -> None:
+        if not hosts:
+            raise ValueError("SiteServer needs at least one host")
+        for host in hosts:
+            if not host.startswith("127."):
+                raise ValueError(f"sample site hosts must be loopback addresses, not {host!r}")
+        self.site = site
+        self.hosts = list(hosts)
+        self.port = port
+        self._backlog = backlog
+        self._stats = _Stats(keep_log)
+        self._connections: set[_Connection] = set()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --
+
+    def start(self) -> "SiteServer":
+        if self._thread is not None:
+            raise RuntimeError("SiteServer already started")
+        bound = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self._bind())
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                bound.set()
+                loop.close()
+                return
+            bound.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="sample-site", daemon=True)
+        self._thread.start()
+        bound.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Close the listeners and every connection, and join the thread."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        if thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self._close(), loop)
+            try:
+                future.result(timeout=10)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> "SiteServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _bind(self) -> None:
+        """Bind every host on one port. With port 0, retry until a port is free on all hosts."""
+        loop = asyncio.get_running_loop()
+        attempts = 1 if self.port else 50
+        for attempt in range(attempts):
+            servers = []
+            try:
+                first = await loop.create_server(
+                    lambda: _Connection(self), self.hosts[0], self.port, backlog=self._backlog)
+                servers.append(first)
+                port = first.sockets[0].getsockname()[1]
+                for host in self.hosts[1:]:
+                    servers.append(await loop.create_server(
+                        lambda: _Connection(self), host, port, backlog=self._backlog))
+            except OSError:
+                for server in servers:
+                    server.close()
+                if attempt == attempts - 1:
+                    raise
+                continue
+            self._servers = servers
+            self.port = port
+            return
+
+    async def _close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for connection in list(self._connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        await asyncio.sleep(0)  # let connection_lost callbacks run
+
+    # -- addresses and statistics --
+
+    def url(self, host: str, path: str = "/") -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return f"http://{host}:{self.port}{path}"
+
+    def hits(self, host: str | None = None, path: str | None = None) -> int:
+        """Requests seen, optionally only those to one host and/or one raw path."""
+        with self._stats.lock:
+            return sum(n for (h, p), n in self._stats.hits.items()
+                       if (host is None or h == host) and (path is None or p == path))
+
+    def hits_by_host(self) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        with self._stats.lock:
+            for (host, _), n in self._stats.hits.items():
+                totals[host] += n
+        return dict(totals)
+
+    def max_in_flight(self, host: str) -> int:
+        """The most requests to `host` that were being handled at the same moment."""
+        with self._stats.lock:
+            return self._stats.peak[host]
+
+    def in_flight(self, host: str) -> int:
+        """Requests to `host` being handled now. A response counts until its last byte has
+        been handed to the kernel, which can be a moment after a client already has it."""
+        with self._stats.lock:
+            return self._stats.in_flight[host]
+
+    @property
+    def log(self) -> list[Request]:
+        """A copy of every request seen, in arrival order (empty if keep_log=False)."""
+        with self._stats.lock:
+            return list(self._stats.log)
+
+    def reset_stats(self) -> None:
+        """Forget hits, the log and the in-flight peaks (requests still in flight keep counting
+        towards the next peak)."""
+        self._stats.reset()
+
+
+# -- subprocess mode, for benchmarks --
+
+def _write_stats(server: SiteServer, path: str | None) -> None:
+    times = os.times()
+    stats = {
+        "hits": {host: server.hits(host) for host in server.hosts},
+        "total": server.hits(),
+        "max_in_flight": {host: server.max_in_flight(host) for host in server.hosts},
+        "cpu_seconds": round(times.user + times.system, 3),
+    }
+    text = json.dumps(stats, indent=1, sort_keys=True)
+    if path:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # readers never see half a file
+    else:
+        print(text, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve a generated catalog until SIGTERM/SIGINT; SIGUSR1 writes the stats and resets them."""
+    from crawler.sample.catalog import build_catalog, loopback_hosts
+
+    parser = argparse.ArgumentParser(prog="python -m crawler.sample.server", description=main.__doc__)
+    parser.add_argument("--catalog", choices=["bench"], default="bench")
+    parser.add_argument("--hosts", type=int, default=4, help="in-scope hosts: 127.0.0.1, 127.0.0.2, ...")
+    parser.add_argument("--pages", type=int, default=2500, help="HTML pages per host")
+    parser.add_argument("--page-bytes", type=int, default=16384)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stats-file", help="JSON stats written here on exit and on SIGUSR1")
+    args = parser.parse_args(argv)
+
+    hosts = loopback_hosts(args.hosts)
+    out_of_scope = BENCH_OUT_OF_SCOPE_HOST
+    site = Site()
+    # The out-of-scope host is bound too, so that a crawler wrongly following a link there
+    # shows up in the hits instead of in a connection error.
+    server = SiteServer(site, [*hosts, out_of_scope], args.port, keep_log=False).start()
+    build_catalog(hosts, server.port, args.pages, page_bytes=args.page_bytes,
+                  out_of_scope_host=out_of_scope, site=site, prerender=True)
+
+    stopping = threading.Event()
+
+    def on_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    def on_dump(signum: int, frame: object) -> None:
+        _write_stats(server, args.stats_file)
+        server.reset_stats()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGUSR1, on_dump)
+    print(f"ready {server.port}", flush=True)
+    while not stopping.wait(0.5):
+        pass
+    server.stop()
+    _write_stats(server, args.stats_file)
+
+
+BENCH_OUT_OF_SCOPE_HOST = "127.0.0.254"
+
+if __name__ == "__main__":
+    # Import ourselves by name, so that the classes catalog.py uses are the ones main() serves
+    # (under -m this file is also loaded as __main__, a second copy of every class).
+    from crawler.sample import server as _server
+
+    _server.main()
