@@ -1,0 +1,339 @@
+"""Our crawler against Scrapy, on the same local site, in one run.
+
+    site server (subprocess) ◄── HTTP on 127.0.0.1-4 ──► contender (subprocess tree)
+          │ SIGUSR1: stats                                  │ psutil samples: CPU, RSS
+          ▼                                                 ▼
+       hits, server CPU                  out.jsonl ─► checked against Catalog.expected
+
+The site (`python -m crawler.sample.server --catalog bench`) runs in its own process, so its CPU
+is not counted against a contender and is reported on its own. Each contender crawls the whole
+catalog from the hosts' "/" pages with 64 concurrent requests, 16 per host, no delay, robots.txt
+obeyed and no depth limit. A run counts only if every expected page was fetched with status 200,
+and no request went to the out-of-scope host.
+
+    .venv/bin/python bench/run.py [--hosts 4] [--pages-per-host 2500] [--only ours|async|scrapy]
+                                  [--with-async] [--repeat N] [--json FILE]
+
+See bench/README.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+
+import orjson
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout: import the sample site from it
+
+from crawler.sample.catalog import build_catalog, canonical_url, loopback_hosts  # noqa: E402
+from crawler.sample.server import BENCH_OUT_OF_SCOPE_HOST  # noqa: E402
+
+CONTENDERS = ("ours", "async", "scrapy")
+SAMPLE_SECONDS = 0.1
+
+OUR_SETTINGS = """\
+[crawl]
+max_depth = -1
+obey_robots = true
+
+[fetch]
+engine = "{engine}"
+concurrency = 64
+per_host_concurrency = 16
+per_host_delay = 0
+
+"""
+
+
+# -- the site --
+
+class SiteProcess:
+    """The sample site in a subprocess: started once, asked for stats between contenders."""
+
+    def __init__(self, hosts: int, pages: int, page_bytes: int, workdir: Path) -> None:
+        self.stats_file = workdir / "site-stats.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "crawler.sample.server", "--catalog", "bench", "--hosts", str(hosts),
+             "--pages", str(pages), "--page-bytes", str(page_bytes), "--stats-file", str(self.stats_file)],
+            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready "):
+            self.proc.kill()
+            raise SystemExit(f"the sample site did not start (said {line!r})")
+        self.port = int(line.split()[1])
+        self.ps = psutil.Process(self.proc.pid)
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def take_stats(self) -> dict:
+        """Hits since the last call (the server resets them when it writes them)."""
+        self.stats_file.unlink(missing_ok=True)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not self.stats_file.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("the sample site did not write its stats")
+            time.sleep(0.02)
+        return json.loads(self.stats_file.read_text())
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- one contender run --
+
+class TreeSampler(threading.Thread):
+    """Polls a process and all its descendants: the last CPU times of each, and peak total RSS."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.cpu: dict[tuple[int, float], float] = {}  # (pid, create time): user + system
+        self.peak_rss = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(SAMPLE_SECONDS):
+            self.sample()
+
+    def sample(self) -> None:
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        rss = 0
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    rss += proc.memory_info().rss
+                    self.cpu[(proc.pid, proc.create_time())] = times.user + times.system
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        self.peak_rss = max(self.peak_rss, rss)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def command(contender: str, workdir: Path, seeds: Path, rules_toml: str) -> tuple[list[str], Path]:
+    out = workdir / f"{contender}.jsonl"
+    if contender == "scrapy":
+        return [sys.executable, "-m", "scrapy", "runspider", str(ROOT / "bench" / "scrapy_spider.py"),
+                "-a", f"seeds_file={seeds}", "-O", f"{out}:jsonlines"], out
+    settings = workdir / f"{contender}.toml"
+    engine = "async" if contender == "async" else "threads"
+    settings.write_text(OUR_SETTINGS.format(engine=engine) + rules_toml)
+    script = Path(sys.executable).with_name("crawler")
+    cli = [str(script)] if script.exists() else [sys.executable, "-c",
+                                                  "import sys; from crawler.cli import main; sys.exit(main())"]
+    return [*cli, "crawl", "-s", str(seeds), "-c", str(settings), "-o", str(out), "--fresh", "-q"], out
+
+
+def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, timeout: float) -> dict:
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("\n".join(catalog.seeds) + "\n")
+    argv, out = command(contender, workdir, seeds, catalog.rules_toml)
+    out.unlink(missing_ok=True)
+    site.take_stats()  # resets the site's counters
+    site_cpu, cpu_before = site.cpu(), children_cpu()
+    log = open(workdir / f"{contender}.log", "wb")
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        returncode = "timeout"
+    wall = time.monotonic() - started
+    sampler.stopping.set()
+    sampler.join()
+    log.close()
+    cpu = max(children_cpu() - cpu_before, sum(sampler.cpu.values()))  # see README
+    served = site.take_stats()
+    result = {"contender": contender, "returncode": returncode, "wall_s": round(wall, 3),
+              "cpu_s": round(cpu, 3), "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
+              "site_cpu_s": round(site.cpu() - site_cpu, 3), "site_requests": served["total"],
+              "out_of_scope_requests": served["hits"].get(BENCH_OUT_OF_SCOPE_HOST, 0)}
+    result.update(check_output(out, catalog.expected))
+    pages = max(result["pages"], 1)
+    result["pages_per_s"] = round(result["pages"] / wall, 1)
+    result["cpu_ms_per_page"] = round(1000 * cpu / pages, 2)
+    result["site_cpu_ms_per_page"] = round(1000 * result["site_cpu_s"] / pages, 2)
+    problems = []
+    if returncode != 0:
+        problems.append(f"exit status {returncode} (see {workdir / (contender + '.log')})")
+    if result["missing"]:
+        problems.append(f"{result['missing']} of {len(catalog.expected)} pages missing")
+    if result["wrong_data"]:
+        problems.append(f"{result['wrong_data']} pages with wrong fields")
+    if result["out_of_scope_requests"]:
+        problems.append(f"{result['out_of_scope_requests']} requests to the out-of-scope host")
+    result["valid"] = not problems
+    result["problems"] = problems
+    return result
+
+
+def kill_tree(pid: int) -> None:
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+def check_output(path: Path, expected: dict[str, dict]) -> dict:
+    """Which expected pages the output holds with status 200 and the right fields."""
+    records, urls, fetched, wrong = 0, Counter(), set(), 0
+    errors: Counter[str] = Counter()
+    if path.exists():
+        with open(path, "rb") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                record = orjson.loads(line)
+                records += 1
+                url = canonical_url(record["url"], "")
+                urls[url] += 1
+                error = record.get("error")
+                if error:
+                    errors[error.get("type", "?")] += 1
+                elif url in expected and record.get("status") == 200 and url not in fetched:
+                    fetched.add(url)
+                    wrong += record.get("data") != expected[url]
+    return {"records": records, "pages": len(fetched), "missing": len(expected) - len(fetched),
+            "duplicates": sum(n - 1 for n in urls.values()), "wrong_data": wrong,
+            "errors": dict(errors)}
+
+
+# -- report --
+
+COLUMNS = [  # (heading, key, format)
+    ("contender", "contender", "{}"), ("valid", "valid", "{}"), ("wall s", "wall_s", "{:.1f}"),
+    ("pages", "pages", "{}"), ("pages/s", "pages_per_s", "{:.1f}"), ("CPU ms/page", "cpu_ms_per_page", "{:.2f}"),
+    ("cores", "cores", "{:.2f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("site CPU ms/page", "site_cpu_ms_per_page", "{:.2f}"), ("requests", "site_requests", "{}"),
+    ("x Scrapy pages/s", "vs_scrapy", "{}"),
+]
+NUMERIC = ("wall_s", "cpu_s", "peak_rss_mb", "site_cpu_s", "site_requests", "records", "pages",
+           "missing", "duplicates", "wrong_data", "pages_per_s", "cpu_ms_per_page", "site_cpu_ms_per_page")
+
+
+def summarize(runs: list[dict]) -> dict:
+    """The median of each figure over repeated runs of one contender."""
+    summary = {key: statistics.median(run[key] for run in runs) for key in NUMERIC}
+    summary.update(contender=runs[0]["contender"], valid=all(run["valid"] for run in runs), repeats=len(runs))
+    summary["cores"] = summary["cpu_s"] / summary["wall_s"] if summary["wall_s"] else 0.0
+    return summary
+
+
+def print_table(summaries: list[dict]) -> None:
+    scrapy = next((s for s in summaries if s["contender"] == "scrapy"), None)
+    for summary in summaries:
+        ratio = summary["pages_per_s"] / scrapy["pages_per_s"] if scrapy and scrapy["pages_per_s"] else None
+        summary["vs_scrapy"] = f"{ratio:.2f}" if ratio is not None else "-"
+    rows = [[heading for heading, _, _ in COLUMNS]]
+    rows += [[fmt.format(summary[key]) for _, key, fmt in COLUMNS] for summary in summaries]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--pages-per-host", type=int, default=2500)
+    parser.add_argument("--page-bytes", type=int, default=16384)
+    parser.add_argument("--only", action="append", choices=CONTENDERS,
+                        help="run only this contender (repeatable); default: ours and scrapy")
+    parser.add_argument("--with-async", action="store_true", help="add our async engine as a third contender")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the table shows medians")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run is killed")
+    parser.add_argument("--json", type=Path, help="write every run and the medians here")
+    parser.add_argument("--keep", type=Path, help="keep outputs and logs in this directory")
+    args = parser.parse_args(argv)
+    contenders = args.only or ["ours", *(["async"] if args.with_async else []), "scrapy"]
+
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="crawler-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    site = SiteProcess(args.hosts, args.pages_per_host, args.page_bytes, workdir)
+    runs: dict[str, list[dict]] = {c: [] for c in contenders}
+    try:
+        hosts = loopback_hosts(args.hosts)
+        # Same arguments as the server's: the same site. page_bytes does not change `expected`.
+        catalog = build_catalog(hosts, site.port, args.pages_per_host, page_bytes=0,
+                                out_of_scope_host=BENCH_OUT_OF_SCOPE_HOST)
+        print(f"site: {args.hosts} hosts x {args.pages_per_host} pages of ~{args.page_bytes} bytes "
+              f"on port {site.port}; {os.cpu_count()} CPUs; outputs in {workdir}", flush=True)
+        for round_ in range(args.repeat):  # interleaved, so drifting machine load hits all alike
+            for contender in contenders:
+                result = run_contender(contender, site, catalog, workdir, args.timeout)
+                runs[contender].append(result)
+                note = "" if result["valid"] else "  INVALID: " + "; ".join(result["problems"])
+                print(f"  {contender} run {round_ + 1}: {result['pages']} pages in {result['wall_s']:.1f} s, "
+                      f"{result['pages_per_s']:.1f} pages/s, {result['cpu_ms_per_page']:.2f} CPU ms/page{note}",
+                      flush=True)
+    finally:
+        site.stop()
+    summaries = [summarize(runs[c]) for c in contenders]
+    print()
+    print_table(summaries)
+    for summary in summaries:
+        if not summary["valid"]:
+            print(f"WARNING: {summary['contender']} did not crawl the whole site correctly; "
+                  f"its figures are not comparable (see the run lines above)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "params": {"hosts": args.hosts, "pages_per_host": args.pages_per_host,
+                       "page_bytes": args.page_bytes, "repeat": args.repeat},
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform(), "scrapy": _version("scrapy")},
+            "summaries": summaries, "runs": runs}, indent=1))
+    valid = all(s["valid"] for s in summaries)
+    if valid and args.keep is None:
+        shutil.rmtree(workdir)  # outputs of a bad run stay, for a look at the logs
+    return 0 if valid else 1
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
