@@ -182,6 +182,7 @@ def _print_records(sources: list[Source], args: argparse.Namespace, fmt: str, er
     from crawler.record_output import make_writer
     from crawler.scanning import PassResult, StopScan, scan
     from crawler.summary import Summary
+    from sinks.schema import record_struct
 
     where = _compile_where(args.where) if args.where else None
     fields = Fields(args.fields) if args.fields else None
@@ -198,8 +199,9 @@ def _print_records(sources: list[Source], args: argparse.Namespace, fmt: str, er
         elif result.report is None:
             raise StopScan  # enough printed, and no report to complete: stop reading
         if result.report is not None:
-            result.summary.add(rec)
-            result.report.add(rec)
+            struct = record_struct(rec)
+            result.summary.add(struct)
+            result.report.add(struct)
 
     if limit == 0 and not args.report:
         on_record = _stop  # noqa: F811 - nothing to print: do not even read

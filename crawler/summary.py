@@ -22,7 +22,10 @@ Definitions (the fixture tests compute each of them independently):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import datetime, timezone
+from itertools import repeat
+from operator import attrgetter, getitem
 from typing import Any
 
 from crawler.urls import host_of
@@ -31,7 +34,10 @@ MAX_HOSTS = 20_000
 MAX_CRAWLS = 200
 MAX_BAD_EXAMPLES = 20
 OTHER_CRAWLS = "(more crawl ids)"
-_EMPTY: list = []
+# "Missing" data values: `value in [None, []]` is true exactly for null and the empty list,
+# and this bound method asks it in C.
+_MISSING = [None, []].__contains__
+_NO_END = {-1: None}  # str.find's "not found" -> slice to the end
 
 
 class LatencyHistogram:
@@ -49,7 +55,7 @@ class LatencyHistogram:
     __slots__ = ("buckets", "zeros", "count", "total")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
+        self.buckets: Counter = Counter()
         self.zeros = 0
         self.count = 0
         self.total = 0.0
@@ -63,12 +69,18 @@ class LatencyHistogram:
         else:
             self.zeros += 1
 
+    def add_many(self, values: list[float]) -> None:
+        positive = list(filter(None, values))  # drops 0 and 0.0
+        self.count += len(values)
+        self.total += sum(values)
+        self.zeros += len(values) - len(positive)
+        self.buckets.update(map(math.ceil, map(self.INV_LOG_GAMMA.__mul__, map(math.log, positive))))
+
     def merge(self, other: LatencyHistogram) -> None:
         self.count += other.count
         self.total += other.total
         self.zeros += other.zeros
-        for key, n in other.buckets.items():
-            self.buckets[key] = self.buckets.get(key, 0) + n
+        self.buckets.update(other.buckets)
 
     def bucket_value(self, key: int) -> float:
         return 2 * self.GAMMA**key / (self.GAMMA + 1)
@@ -91,106 +103,132 @@ class LatencyHistogram:
         raise AssertionError("bucket counts do not add up to count")
 
 
+_URL = attrgetter("url")
+_STATUS = attrgetter("status")
+_ERROR = attrgetter("error")
+_DEPTH = attrgetter("depth")
+_BYTES = attrgetter("bytes")
+_ELAPSED = attrgetter("elapsed_ms")
+_FETCHED_AT = attrgetter("fetched_at")
+_RULE = attrgetter("rule")
+_DATA = attrgetter("data")
+_CHANGED = attrgetter("changed")
+_CRAWL_ID = attrgetter("crawl_id")
+
+
 class CrawlStats:
-    """Counters for the records of one crawl (or, merged, of all)."""
+    """Counters for the records of one crawl (or, merged, of all).
+
+    ``add_batch`` takes a list of RecordStruct and works a column at a time: ``map`` with an
+    attrgetter pulls a field out of every record, and Counter.update, sum, min and max fold it,
+    all in C. That is what keeps the summary near the cost of decoding (docs/performance-inspect.md).
+    """
 
     def __init__(self) -> None:
         self.records = 0
         self.ok = 0
-        self.status: dict[int | None, int] = {}
-        self.errors: dict[str, int] = {}
-        self.hosts: dict[str, int] = {}
+        self.status: Counter = Counter()
+        self.errors: Counter = Counter()
+        # Per "scheme://netloc" prefix of the URL (the cheap part); turned into host names by
+        # hosts() at the end.
+        self.origins: Counter = Counter()
         self.hosts_pruned = False
-        self.depth: dict[int, int] = {}
+        self.depth: Counter = Counter()
         self.bytes = 0
         self.latency = LatencyHistogram()
-        # fetched_at in the writer's fixed form ("...T01:00:00.123Z", 24 chars) orders like
-        # the time it names, so min/max is a string comparison; other forms are parsed.
+        # fetched_at in the writer's form ("...T01:00:00.123Z") orders like the time it names,
+        # so min/max is a string comparison; other forms are parsed.
         self.first_text = "\uffff"
         self.last_text = ""
         self.first_other: datetime | None = None
         self.last_other: datetime | None = None
-        self.rules: dict[str | None, list] = {}  # rule -> [records, {field: covered}]
+        self.rule_records: Counter = Counter()
+        # (rule, data keys, missing flags) -> records; coverage() reads it.
+        self.data_patterns: Counter = Counter()
         self.changed_true = 0
         self.changed_false = 0
 
-    def add(self, rec: dict) -> None:
-        self.records += 1
-        status = rec["status"]
-        self.status[status] = self.status.get(status, 0) + 1
-        error = rec["error"]
-        if error is None:
-            self.ok += 1
+    def add_batch(self, recs: list, canonical_times: bool = False) -> None:
+        """Count valid records; ``canonical_times`` says every fetched_at is in the writer's form."""
+        n = len(recs)
+        if not n:
+            return
+        self.records += n
+        self.status.update(map(_STATUS, recs))
+        errors = list(map(_ERROR, recs))
+        ok = errors.count(None)
+        self.ok += ok
+        if ok < n:
+            self.errors.update([e.type for e in errors if e is not None])
+        # "scheme://netloc": the URL up to the first "/" after position 8 (or all of it).
+        urls = list(map(_URL, recs))
+        ends = list(map(str.find, urls, repeat("/"), repeat(8)))
+        self.origins.update(map(getitem, urls, map(slice, repeat(None), map(_NO_END.get, ends, ends))))
+        if len(self.origins) > MAX_HOSTS:
+            self._prune_origins()
+        self.depth.update(map(_DEPTH, recs))
+        self.bytes += sum(map(_BYTES, recs))
+        self.latency.add_many(list(map(_ELAPSED, recs)))
+        times = list(map(_FETCHED_AT, recs))
+        if canonical_times:
+            self.first_text = min(self.first_text, min(times))
+            self.last_text = max(self.last_text, max(times))
         else:
-            kind = error["type"]
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-        host = _host(rec["url"])
-        seen = self.hosts.get(host, 0)
-        self.hosts[host] = seen + 1
-        if not seen and len(self.hosts) > MAX_HOSTS:
-            self._prune_hosts()
-        depth = rec["depth"]
-        self.depth[depth] = self.depth.get(depth, 0) + 1
-        self.bytes += rec["bytes"]
-        self.latency.add(rec["elapsed_ms"])
-        when = rec["fetched_at"]
-        if len(when) == 24 and when[23] == "Z":
-            if when < self.first_text:
-                self.first_text = when
-            if when > self.last_text:
-                self.last_text = when
-        else:
-            self._add_other_time(when)
-        rule = rec["rule"]
-        entry = self.rules.get(rule)
-        if entry is None:
-            entry = self.rules[rule] = [0, {}]
-        entry[0] += 1
-        covered = entry[1]
-        for name, value in rec["data"].items():
-            covered[name] = covered.get(name, 0) + (value is not None and value != _EMPTY)
-        changed = rec["changed"]
-        if changed is not None:
-            if changed:
-                self.changed_true += 1
-            else:
-                self.changed_false += 1
+            for when in times:
+                self._add_time(when)
+        rules = list(map(_RULE, recs))
+        self.rule_records.update(rules)
+        # One pattern per record: (rule, its data keys, which of their values are missing).
+        # Records of one rule share a handful of patterns, so this Counter stays small.
+        datas = list(map(_DATA, recs))
+        self.data_patterns.update(zip(
+            rules, map(tuple, datas), map(tuple, map(map, repeat(_MISSING), map(dict.values, datas)))))
+        changed = list(map(_CHANGED, recs))
+        self.changed_true += changed.count(True)
+        self.changed_false += changed.count(False)
 
-    def _add_other_time(self, when: str) -> None:
+    def _add_time(self, when: str) -> None:
+        if len(when) == 24 and when[23] == "Z" and when[10] == "T":
+            self.first_text = min(self.first_text, when)
+            self.last_text = max(self.last_text, when)
+            return
         moment = datetime.fromisoformat(when)
         if self.first_other is None or moment < self.first_other:
             self.first_other = moment
         if self.last_other is None or moment > self.last_other:
             self.last_other = moment
 
-    def _prune_hosts(self) -> None:
+    def _prune_origins(self) -> None:
         # Keep the busier half: the top 10 stays right unless the host list is long-tailed.
-        keep = sorted(self.hosts.items(), key=lambda kv: kv[1], reverse=True)[: MAX_HOSTS // 2]
-        self.hosts = dict(keep)
+        self.origins = Counter(dict(self.origins.most_common(MAX_HOSTS // 2)))
         self.hosts_pruned = True
+
+    def hosts(self) -> Counter:
+        """Records per host name."""
+        hosts: Counter = Counter()
+        for origin, n in self.origins.items():
+            hosts[_host(origin)] += n
+        return hosts
 
     def merge(self, other: CrawlStats) -> None:
         self.records += other.records
         self.ok += other.ok
-        for mine, theirs in ((self.status, other.status), (self.errors, other.errors),
-                             (self.depth, other.depth), (self.hosts, other.hosts)):
-            for key, n in theirs.items():
-                mine[key] = mine.get(key, 0) + n
+        self.status.update(other.status)
+        self.errors.update(other.errors)
+        self.depth.update(other.depth)
+        self.origins.update(other.origins)
         self.hosts_pruned |= other.hosts_pruned
-        if len(self.hosts) > MAX_HOSTS:
-            self._prune_hosts()
+        if len(self.origins) > MAX_HOSTS:
+            self._prune_origins()
         self.bytes += other.bytes
         self.latency.merge(other.latency)
         self.first_text = min(self.first_text, other.first_text)
         self.last_text = max(self.last_text, other.last_text)
         for moment in (other.first_other, other.last_other):
             if moment is not None:
-                self._add_other_time(moment.isoformat())
-        for rule, (n, fields) in other.rules.items():
-            entry = self.rules.setdefault(rule, [0, {}])
-            entry[0] += n
-            for name, covered in fields.items():
-                entry[1][name] = entry[1].get(name, 0) + covered
+                self._add_time(moment.isoformat())
+        self.rule_records.update(other.rule_records)
+        self.data_patterns.update(other.data_patterns)
         self.changed_true += other.changed_true
         self.changed_false += other.changed_false
 
@@ -204,10 +242,22 @@ class CrawlStats:
             return None
         return min(firsts), max(lasts)
 
+    def coverage(self) -> dict[str | None, dict[str, float]]:
+        """rule -> field -> share of the rule's records where the field is not null nor []."""
+        covered: dict[str | None, dict[str, int]] = {}
+        for (rule, names, missing), n in self.data_patterns.items():
+            fields = covered.setdefault(rule, {})
+            for name, absent in zip(names, missing):
+                fields[name] = fields.get(name, 0) + (0 if absent else n)
+        return {rule: {name: c / self.rule_records[rule] for name, c in sorted(fields.items())}
+                for rule, fields in covered.items()}
+
     def to_dict(self) -> dict[str, Any]:
         span = self.time_range()
         duration = (span[1] - span[0]).total_seconds() if span else None
-        top_hosts = sorted(self.hosts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        hosts = self.hosts()
+        top_hosts = sorted(hosts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        coverage = self.coverage()
         return {
             "records": self.records,
             "ok": self.ok,
@@ -216,7 +266,7 @@ class CrawlStats:
             "errors": dict(sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))),
             "hosts": {
                 "top": [{"host": h, "records": n} for h, n in top_hosts],
-                "distinct": None if self.hosts_pruned else len(self.hosts),
+                "distinct": None if self.hosts_pruned else len(hosts),
                 "approximate": self.hosts_pruned,
             },
             "depth": {str(d): n for d, n in sorted(self.depth.items())},
@@ -237,11 +287,8 @@ class CrawlStats:
             },
             "changed": {"true": self.changed_true, "false": self.changed_false},
             "rules": {
-                ("null" if rule is None else rule): {
-                    "records": n,
-                    "coverage": {name: covered / n for name, covered in sorted(fields.items())},
-                }
-                for rule, (n, fields) in sorted(self.rules.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+                ("null" if rule is None else rule): {"records": n, "coverage": coverage.get(rule, {})}
+                for rule, n in sorted(self.rule_records.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
             },
         }
 
@@ -272,38 +319,62 @@ class BadLines:
 
 
 class Summary:
-    """All records of a run, split by crawl_id, plus the lines that were skipped."""
+    """All records of a run, split by crawl_id, plus the lines that were skipped.
+
+    ``add_batch(recs)`` is the fast way in; ``add(rec)`` (one record, a RecordStruct) queues
+    records and counts them a batch at a time.
+    """
+
+    BUFFER = 2048
 
     def __init__(self) -> None:
-        self.crawls: dict[str, CrawlStats] = {}
+        self._crawls: dict[str, CrawlStats] = {}
         self.bad = BadLines()
         self.lines = 0
-        self._last_id: str | None = None
-        self._last_stats: CrawlStats | None = None
+        self._pending: list = []
 
-    def add(self, rec: dict) -> None:
-        crawl_id = rec["crawl_id"]
-        if crawl_id != self._last_id:
-            self._last_id = crawl_id
-            self._last_stats = self._stats_for(crawl_id)
-        self._last_stats.add(rec)  # type: ignore[union-attr]
+    def add(self, rec: Any) -> None:
+        self._pending.append(rec)
+        if len(self._pending) >= self.BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.add_batch(pending)
+
+    def add_batch(self, recs: list, canonical_times: bool = False) -> None:
+        crawl_ids = set(map(_CRAWL_ID, recs))
+        if len(crawl_ids) == 1:
+            self._stats_for(crawl_ids.pop()).add_batch(recs, canonical_times)
+            return
+        groups: dict[str, list] = {}
+        for rec in recs:
+            groups.setdefault(rec.crawl_id, []).append(rec)
+        for crawl_id, group in groups.items():
+            self._stats_for(crawl_id).add_batch(group, canonical_times)
+
+    @property
+    def crawls(self) -> dict[str, CrawlStats]:
+        self._flush()
+        return self._crawls
 
     def _stats_for(self, crawl_id: str) -> CrawlStats:
-        stats = self.crawls.get(crawl_id)
+        stats = self._crawls.get(crawl_id)
         if stats is None:
-            if len(self.crawls) >= MAX_CRAWLS:
+            if len(self._crawls) >= MAX_CRAWLS:
                 crawl_id = OTHER_CRAWLS
-                stats = self.crawls.get(crawl_id)
+                stats = self._crawls.get(crawl_id)
             if stats is None:
-                stats = self.crawls[crawl_id] = CrawlStats()
+                stats = self._crawls[crawl_id] = CrawlStats()
         return stats
 
     def merge(self, other: Summary, line_offset: int = 0) -> None:
+        self._flush()
         for crawl_id, stats in other.crawls.items():
             self._stats_for(crawl_id).merge(stats)
         self.bad.merge(other.bad, line_offset)
         self.lines += other.lines
-        self._last_id = None
 
     def total(self) -> CrawlStats:
         total = CrawlStats()
@@ -322,6 +393,10 @@ class Summary:
             {"crawl_id": crawl_id, **stats.to_dict()} for crawl_id, stats in sorted(self.crawls.items())
         ]
         return result
+
+    def __getstate__(self) -> dict:
+        self._flush()
+        return self.__dict__
 
 
 _host_cache: dict[str, str] = {}
