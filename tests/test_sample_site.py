@@ -114,10 +114,12 @@ def test_pipelined_requests_are_answered_in_order(site: Site, server: SiteServer
     assert bodies == [b"page 0", b"page 1", b"page 2"]
 
 
-def test_connection_close_is_honoured(server: SiteServer) -> None:
+def test_connection_close_is_honoured_even_with_a_request_pipelined_behind(
+        site: Site, server: SiteServer) -> None:
+    site.add("*", "/late", Response.html("late", delay=0.05))  # answered from a timer callback
     with socket.create_connection((A, server.port)) as sock:
         sock.settimeout(5)
-        sock.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        sock.sendall(b"GET /late HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n")
         raw = read_until_closed(sock)  # returns only because the server closed
     assert raw.count(b"HTTP/1.1 200") == 1
     assert b"\r\nConnection: close\r\n" in raw

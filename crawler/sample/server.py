@@ -442,16 +442,14 @@ class _Connection(asyncio.BufferedProtocol):
             self._written()
 
     def _written(self) -> None:
+        if self.close_after:
+            self.closing = True  # before _finish, so that no pipelined request is started
         if self.transport.get_write_buffer_size():
             self.draining = True  # resume_writing or connection_lost finishes it
-            if self.close_after:
-                self.closing = True
-                self.transport.close()
-            return
-        self._finish()
+        else:
+            self._finish()
         if self.close_after:
-            self.closing = True
-            self.transport.close()
+            self.transport.close()  # sends what is still buffered first
 
     def _finish(self) -> None:
         self.draining = False
