@@ -12,9 +12,10 @@ so every page is reachable from its host's "/" within `Catalog.max_depth_needed`
 
 The links are deliberately messy, the way real sites are: relative (``12.html``,
 ``../p/12.html``), absolute, scheme-relative, upper-case scheme, with fragments, with dot
-segments, ``:80`` spelled out when the port is 80, to other in-scope hosts, to
-`out_of_scope_host` (never to be requested) and ``mailto:``/``tel:``/``javascript:``. Every href
-of an in-scope page resolves, after canonicalization (`canonical_url`), to a key of `expected`.
+segments, ``:80`` spelled out when the port is 80 (hosts are IP addresses, so there is no host
+case to vary), to other in-scope hosts, to `out_of_scope_host` (never to be requested) and
+``mailto:``/``tel:``/``javascript:``. Every href of an in-scope page resolves, after
+canonicalization (`canonical_url`), to a key of `expected` or lies outside the in-scope hosts.
 
 Pages carry no query strings, so the canonical URL is simply ``http://<ip>:<port><path>``.
 """
@@ -158,11 +159,17 @@ def build_catalog(hosts: Sequence[str], port: int, pages_per_host: int, *, page_
     return Catalog(
         site=site, hosts=hosts, port=port, seeds=[f"http://{_netloc(h, port)}/" for h in hosts],
         expected=expected, rules_toml=rules_toml(), out_of_scope_host=out_of_scope_host,
-        max_depth_needed=2 if pages_per_host > 1 + _category_count(pages_per_host) else 1)
+        max_depth_needed=_depth_needed(pages_per_host))
 
 
 def _netloc(host: str, port: int) -> str:
     return host if port == 80 else f"{host}:{port}"
+
+
+def _depth_needed(pages: int) -> int:
+    """Index (0) -> category (1) -> product (2); smaller sites stop earlier."""
+    categories = _category_count(pages)
+    return 2 if pages > 1 + categories else 1 if categories else 0
 
 
 def _category_count(pages: int) -> int:
