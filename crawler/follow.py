@@ -26,6 +26,7 @@ from collections import deque
 from rich.console import Console
 
 from crawler.errors import UsageError
+from crawler.inspecting import warn
 from crawler.query import Fields, compile_where
 from crawler.record_output import make_writer
 from crawler.scanning import scan_lines
@@ -66,8 +67,7 @@ class Tail:
         cut = data.rfind(b"\n") + 1
         self.partial = data[cut:]
         if len(self.partial) > MAX_LINE:
-            self.err.print(f"warning: {self.source.name}: a line longer than {MAX_LINE >> 20} MiB was skipped",
-                           markup=False, highlight=False)
+            warn(f"warning: {self.source.name}: a line longer than {MAX_LINE >> 20} MiB was skipped")
             self.partial = b""
         return data[:cut]
 
@@ -81,8 +81,8 @@ class Tail:
             return data
         size = os.fstat(self.f.fileno()).st_size
         if size < self.pos:
-            self.err.print(f"warning: {self.source.name} shrank to {size:,} bytes (crawl resumed?); "
-                           "following from its new end", markup=False, highlight=False)
+            warn(f"warning: {self.source.name} shrank to {size:,} bytes (crawl resumed?); "
+                 "following from its new end")
             self.pos = size
             self.partial = b""
         if size == self.pos:
@@ -173,8 +173,7 @@ class Rolling:
         total = self.summary.total()
         rate = (total.records - self.last_records) / (now - self.last_time)
         p95 = total.latency.quantile(0.95)
-        self.err.print(
-            f"[{time.strftime('%H:%M:%S')}] {total.records:,} records ({total.ok:,} ok, "
-            f"{total.records - total.ok:,} failed), {rate:,.1f} pages/s, p95 {fmt_ms(p95)}, "
-            f"{self.summary.bad.count:,} bad lines", markup=False, highlight=False)
+        warn(f"[{time.strftime('%H:%M:%S')}] {total.records:,} records ({total.ok:,} ok, "
+             f"{total.records - total.ok:,} failed), {rate:,.1f} pages/s, p95 {fmt_ms(p95)}, "
+             f"{self.summary.bad.count:,} bad lines")
         self.last_time, self.last_records = now, total.records

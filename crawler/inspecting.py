@@ -214,11 +214,16 @@ def _print_records(sources: list[Source], args: argparse.Namespace, fmt: str, er
     bad = result.summary.bad
     if bad.count:
         file, line, reason = bad.first[0]
-        err.print(f"warning: skipped {bad.count:,} bad line(s), first {file}:{line}: {reason} "
-                  "(--validate lists them all)", markup=False, highlight=False)
+        warn(f"warning: skipped {bad.count:,} bad line(s), first {file}:{line}: {reason} "
+             "(--validate lists them all)")
     if args.report:
         _write_report(args.report, result, result.summary.to_dict([s.name for s in sources]), err)
     return EXIT_OK
+
+
+def warn(message: str) -> None:
+    """One line on stderr, never wrapped."""
+    print(message.replace("\n", " "), file=sys.stderr, flush=True)
 
 
 def _stop(rec: dict) -> None:
@@ -235,8 +240,8 @@ def _compile_where(text: str):
 
 def _warn_where(err: Console, errors: int, first: str | None) -> None:
     if errors:
-        err.print(f"warning: --where could not be evaluated on {errors:,} record(s), "
-                  f"which did not match (first: {first})", markup=False, highlight=False)
+        warn(f"warning: --where could not be evaluated on {errors:,} record(s), "
+             f"which did not match (first: {first})")
 
 
 def _new_report():
@@ -249,4 +254,4 @@ def _write_report(path: str, result: Any, summary: dict, err: Console) -> None:
     from crawler.report import write_report
 
     write_report(path, summary, result.summary.total(), result.report)
-    err.print(f"wrote {path}", markup=False, highlight=False)
+    warn(f"wrote {path}")

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import orjson
 
 from crawler.sources import (
@@ -41,31 +40,13 @@ class StopScan(Exception):
     """Raised by a consumer that has seen enough (``--limit``)."""
 
 
-def decode_json(line: bytes | None) -> Any:
-    """A line's JSON value; JSONDecodeError (a ValueError) if it is not JSON.
-
-    orjson refuses a few things JSON allows (a lone surrogate escape such as "\\ud800"), which
-    the fast path (msgspec) reads; asking msgspec second keeps both paths in agreement.
-    """
-    try:
-        return orjson.loads(line)  # type: ignore[arg-type]
-    except orjson.JSONDecodeError:
-        if line is None:
-            raise
-        try:
-            return msgspec.json.decode(line)
-        except msgspec.DecodeError:
-            pass
-        raise
-
-
 def check_line(line: bytes | None, torn: bool) -> tuple[Any, str]:
     """The exact check of one line: (record dict, "") or (None, why it is not a record)."""
     if line is OVERLONG:
         return None, f"line longer than {MAX_LINE >> 20} MiB, skipped"
     try:
-        obj = decode_json(line)
-    except ValueError as exc:
+        obj = orjson.loads(line)  # type: ignore[arg-type]
+    except orjson.JSONDecodeError as exc:
         if torn:
             return None, "torn last line: no newline at end of file and not a whole record"
         if not line.strip():
