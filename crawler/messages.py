@@ -41,6 +41,18 @@ class Page:
     etag: str | None = None
     last_modified: str | None = None
 
+    # Pages cross a pipe as plain tuples: pickling a dataclass costs ~4x more, because
+    # pickle looks its class up by name every time, and this happens once per page.
+    def pack(self) -> tuple:
+        j = self.job
+        return ((j.id, j.url, j.host, j.depth, j.referrer, j.etag, j.last_modified, j.content_hash),
+                self.fetched_at, self.final_url, self.status, self.content_type, self.charset,
+                self.body, self.elapsed_ms, self.attempts, self.error, self.etag, self.last_modified)
+
+    @staticmethod
+    def unpack(t: tuple) -> "Page":
+        return Page(FetchJob(*t[0]), *t[1:])
+
 
 @dataclass(slots=True)
 class ParseResult:
@@ -48,10 +60,17 @@ class ParseResult:
 
     job_id: int
     line: bytes  # the record, serialized, ending in b"\n"
-    links: list[str] = field(default_factory=list)  # canonical and in scope
+    links: list[tuple[str, str]] = field(default_factory=list)  # (canonical URL, host), in scope
     error_type: str | None = None
     content_hash: str | None = None
     changed: bool | None = None
+
+    def pack(self) -> tuple:
+        return (self.job_id, self.line, self.links, self.error_type, self.content_hash, self.changed)
+
+    @staticmethod
+    def unpack(t: tuple) -> "ParseResult":
+        return ParseResult(*t)
 
 
 @dataclass(slots=True)

@@ -306,8 +306,8 @@ class Crawl:
                     job = self.leased[item.job_id]
                     if item.links and (max_depth == -1 or job.depth < max_depth):
                         depth = job.depth + 1
-                        if frontier.add((u, host_of(u), depth, job.url) for u in item.links):
-                            to_fill.update(host_of(u) for u in item.links)
+                        if frontier.add((u, h, depth, job.url) for u, h in item.links):
+                            to_fill.update(h for _, h in item.links)
                     if item.error_type:
                         self.errors[item.error_type] += 1
                     if not batch_ids:
