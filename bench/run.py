@@ -246,7 +246,7 @@ COLUMNS = [  # (heading, key, format)
     ("pages", "pages", "{}"), ("pages/s", "pages_per_s", "{:.1f}"), ("CPU ms/page", "cpu_ms_per_page", "{:.2f}"),
     ("cores", "cores", "{:.2f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
     ("site CPU ms/page", "site_cpu_ms_per_page", "{:.2f}"), ("requests", "site_requests", "{}"),
-    ("x Scrapy pages/s", "vs_scrapy", "{}"),
+    ("x Scrapy pages/s", "vs_scrapy", "{}"), ("Scrapy CPU / ours", "cpu_vs_scrapy", "{}"),
 ]
 NUMERIC = ("wall_s", "cpu_s", "peak_rss_mb", "site_cpu_s", "site_requests", "records", "pages",
            "missing", "duplicates", "wrong_data", "pages_per_s", "cpu_ms_per_page", "site_cpu_ms_per_page")
@@ -265,6 +265,9 @@ def print_table(summaries: list[dict]) -> None:
     for summary in summaries:
         ratio = summary["pages_per_s"] / scrapy["pages_per_s"] if scrapy and scrapy["pages_per_s"] else None
         summary["vs_scrapy"] = f"{ratio:.2f}" if ratio is not None else "-"
+        # CPU per page is the steadier comparison when other work shares the machine.
+        cpu = scrapy["cpu_ms_per_page"] / summary["cpu_ms_per_page"] if scrapy and summary["pages"] else None
+        summary["cpu_vs_scrapy"] = f"{cpu:.2f}" if cpu is not None else "-"
     rows = [[heading for heading, _, _ in COLUMNS]]
     rows += [[fmt.format(summary[key]) for _, key, fmt in COLUMNS] for summary in summaries]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
@@ -297,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         catalog = build_catalog(hosts, site.port, args.pages_per_host, page_bytes=0,
                                 out_of_scope_host=BENCH_OUT_OF_SCOPE_HOST)
         print(f"site: {args.hosts} hosts x {args.pages_per_host} pages of ~{args.page_bytes} bytes "
-              f"on port {site.port}; {os.cpu_count()} CPUs; outputs in {workdir}", flush=True)
+              f"on port {site.port}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+              f"(other work skews pages/s more than CPU/page); outputs in {workdir}", flush=True)
         for round_ in range(args.repeat):  # interleaved, so drifting machine load hits all alike
             for contender in contenders:
                 result = run_contender(contender, site, catalog, workdir, args.timeout)
@@ -319,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "params": {"hosts": args.hosts, "pages_per_host": args.pages_per_host,
                        "page_bytes": args.page_bytes, "repeat": args.repeat},
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0],
+                        "python": platform.python_version(),
                         "platform": platform.platform(), "scrapy": _version("scrapy")},
             "summaries": summaries, "runs": runs}, indent=1))
     valid = all(s["valid"] for s in summaries)
