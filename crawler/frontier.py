@@ -4,8 +4,9 @@ Contract (small on purpose, so that a Redis frontier can implement it too):
 
 - ``add(entries)`` queues new URLs and ignores ones already known (dedup on the
   canonical URL); it returns how many were new.
-- ``lease(host, limit)`` moves up to ``limit`` queued URLs of one host to ``leased``
-  and returns them as FetchJobs; an empty list means none are queued for that host.
+- ``lease(host, limit)`` moves up to ``limit`` queued URLs of one host to ``leased``,
+  shallowest first (breadth-first), and returns them as FetchJobs; an empty list means
+  none are queued for that host.
 - ``hosts()`` says which hosts have queued URLs and how many.
 - ``complete(ids, output_size)`` marks URLs done *and* records the committed size of
   the output file in the same transaction: the exactly-once point (DESIGN §4).
@@ -66,9 +67,9 @@ CREATE TABLE IF NOT EXISTS urls (
     last_modified TEXT,
     content_hash  TEXT
 );
--- Leasing asks "the oldest queued URLs of this host": a partial index keeps that a
--- short range scan however many URLs are done.
-CREATE INDEX IF NOT EXISTS urls_queued ON urls (host, id) WHERE state = 0;
+-- Leasing asks "the shallowest, oldest queued URLs of this host": a partial index
+-- keeps that a short range scan however many URLs are done.
+CREATE INDEX IF NOT EXISTS urls_queued ON urls (host, depth, id) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -133,6 +134,12 @@ class SQLiteFrontier:
             if new:
                 self._hosts[host] += new
                 added += new
+            if new < len(rows):
+                # Some were known. A queued one found again by a shorter path takes the
+                # smaller depth, so max_depth counts links along the shortest path.
+                self.db.executemany(
+                    "UPDATE urls SET depth = ?2, referrer = ?3 WHERE url = ?1 AND state = 0 AND depth > ?2",
+                    [(r[0], r[2], r[3]) for r in rows])
         self._counts[QUEUED] += added
         self.maybe_commit()
         return added
@@ -143,7 +150,7 @@ class SQLiteFrontier:
         self._begin()
         rows = self.db.execute(
             "SELECT id, url, host, depth, referrer, etag, last_modified, content_hash FROM urls "
-            "WHERE host = ? AND state = 0 ORDER BY id LIMIT ?",
+            "WHERE host = ? AND state = 0 ORDER BY depth, id LIMIT ?",
             (host, limit),
         ).fetchall()
         if rows:

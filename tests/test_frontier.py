@@ -56,3 +56,20 @@ def test_release_returns_jobs_to_the_queue(tmp_path):
     f.release(jobs)
     assert f.hosts() == {"127.0.0.1": 1}
     assert [j.url for j in f.lease("127.0.0.1", 1)] == ["http://127.0.0.1/a"]
+
+
+def test_lease_is_breadth_first(tmp_path):
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    f.add(entries("127.0.0.1", ["deep"], depth=3))
+    f.add(entries("127.0.0.1", ["shallow"], depth=1))
+    assert [j.url for j in f.lease("127.0.0.1", 2)] == ["http://127.0.0.1/shallow", "http://127.0.0.1/deep"]
+
+
+def test_shorter_path_lowers_the_depth_of_a_queued_url(tmp_path):
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    f.add([("http://127.0.0.1/x", "127.0.0.1", 3, "http://127.0.0.1/far")])
+    assert f.add([("http://127.0.0.1/x", "127.0.0.1", 1, "http://127.0.0.1/")]) == 0
+    (job,) = f.lease("127.0.0.1", 1)
+    assert (job.depth, job.referrer) == (1, "http://127.0.0.1/")
+    f.add([("http://127.0.0.1/x", "127.0.0.1", 0, None)])  # leased: no longer changes
+    assert f.db.execute("SELECT depth FROM urls").fetchone() == (1,)
