@@ -193,6 +193,19 @@ class Scheduler:
                     return True
                 self._cond.wait(slot.next_start - now)
 
+    def try_turn(self, job: FetchJob) -> float:
+        """``wait_turn`` for an event loop, without blocking: take the host's turn and
+        return 0.0 if it has come, or return the seconds until it will."""
+        with self._cond:
+            slot = self._slots[job.host]
+            now = self.clock()
+            if now < slot.next_start:
+                return slot.next_start - now
+            slot.next_start = now + slot.delay
+            if slot.queued:
+                self._push(slot)
+            return 0.0
+
     def defer(self, host: str, seconds: float) -> None:
         """No request to ``host`` may start for ``seconds`` (Retry-After, robots trouble)."""
         with self._cond:
