@@ -23,7 +23,8 @@ from typing import BinaryIO
 from crawler.errors import UsageError
 
 STDIN = "-"
-BLOCK = 1 << 22  # 4 MiB: large enough that the per-block cost vanishes, small next to 200 MB
+BLOCK = 1 << 20  # 1 MiB, ~2000 lines: the per-block cost is already negligible, and a
+# block's decoded records (several times its size) stay small next to the 200 MB budget
 MAX_LINE = 1 << 26  # 64 MiB: a line longer than this is reported as bad, not kept in memory
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -101,14 +102,15 @@ class TruncatedInput(Exception):
     """A compressed stream ended early or is corrupt; the lines before it were yielded."""
 
 
-def iter_line_batches(f: BinaryIO, length: int | None = None) -> Iterator[tuple[list, bool]]:
-    """Yield ``(lines, torn)`` batches read from ``f`` (at most ``length`` bytes if given).
+def iter_blocks(f: BinaryIO, length: int | None = None) -> Iterator[tuple[bytes | None, bool]]:
+    """Yield ``(block, torn)`` read from ``f`` (at most ``length`` bytes if given).
 
-    ``torn`` is True only for the last batch, which then holds one line that had no ``\\n``.
-    A line longer than MAX_LINE appears as OVERLONG (None). Raises TruncatedInput when a
-    gzip stream is cut short, after yielding every complete line before the cut.
+    A block is whole lines, each ending in ``\n``; blocks are about BLOCK bytes. The last one
+    may be a torn line (no ``\n``), with ``torn`` True. A line longer than MAX_LINE is
+    yielded as OVERLONG (None), in place of its bytes. Raises TruncatedInput when a gzip
+    stream is cut short, after yielding every complete line before the cut.
     """
-    rest = b""
+    rest = b""  # the start of a line whose end has not been read yet
     skipping = False  # inside an overlong line: drop bytes until its newline
     remaining = length
     while remaining is None or remaining > 0:
@@ -120,23 +122,40 @@ def iter_line_batches(f: BinaryIO, length: int | None = None) -> Iterator[tuple[
             break
         if remaining is not None:
             remaining -= len(block)
-        lines = (rest + block).split(b"\n") if rest else block.split(b"\n")
-        rest = lines.pop()
+        cut = block.rfind(b"\n") + 1
+        if not cut:  # no line ends in this block
+            if not skipping:
+                rest += block
+                if len(rest) > MAX_LINE:
+                    rest, skipping = b"", True
+            continue
+        head, tail = block[:cut], block[cut:]
         if skipping:
-            if not lines:
-                rest = b""  # still inside the overlong line
-                continue
-            lines[0] = OVERLONG
+            yield OVERLONG, False
+            head = head[head.index(b"\n") + 1:]
             skipping = False
-        if len(rest) > MAX_LINE:
-            rest = b""
-            skipping = True
-        if lines:
-            yield lines, False
+        elif rest:
+            head = rest + head
+        rest = tail
+        if head:
+            yield head, False
     if skipping:
-        yield [OVERLONG], True
+        yield OVERLONG, True
     elif rest:
-        yield [rest], True
+        yield rest, True
+
+
+def iter_line_batches(f: BinaryIO, length: int | None = None) -> Iterator[tuple[list, bool]]:
+    """iter_blocks() as lists of lines without their ``\n`` (OVERLONG stays None)."""
+    for block, torn in iter_blocks(f, length):
+        if block is OVERLONG:
+            yield [OVERLONG], torn
+        elif torn:
+            yield [block], True
+        else:
+            lines = block.split(b"\n")
+            lines.pop()  # the empty string after the last newline
+            yield lines, False
 
 
 def split_ranges(path: str, parts: int) -> list[tuple[int, int]]:

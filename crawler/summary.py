@@ -142,7 +142,6 @@ class CrawlStats:
         self.last_text = ""
         self.first_other: datetime | None = None
         self.last_other: datetime | None = None
-        self.rule_records: Counter = Counter()
         # (rule, data keys, missing flags) -> records; coverage() reads it.
         self.data_patterns: Counter = Counter()
         self.changed_true = 0
@@ -177,7 +176,6 @@ class CrawlStats:
             for when in times:
                 self._add_time(when)
         rules = list(map(_RULE, recs))
-        self.rule_records.update(rules)
         # One pattern per record: (rule, its data keys, which of their values are missing).
         # Records of one rule share a handful of patterns, so this Counter stays small.
         datas = list(map(_DATA, recs))
@@ -227,7 +225,6 @@ class CrawlStats:
         for moment in (other.first_other, other.last_other):
             if moment is not None:
                 self._add_time(moment.isoformat())
-        self.rule_records.update(other.rule_records)
         self.data_patterns.update(other.data_patterns)
         self.changed_true += other.changed_true
         self.changed_false += other.changed_false
@@ -242,14 +239,22 @@ class CrawlStats:
             return None
         return min(firsts), max(lasts)
 
+    def rule_records(self) -> Counter:
+        """Records per rule."""
+        counts: Counter = Counter()
+        for (rule, _, _), n in self.data_patterns.items():
+            counts[rule] += n
+        return counts
+
     def coverage(self) -> dict[str | None, dict[str, float]]:
         """rule -> field -> share of the rule's records where the field is not null nor []."""
+        per_rule = self.rule_records()
         covered: dict[str | None, dict[str, int]] = {}
         for (rule, names, missing), n in self.data_patterns.items():
             fields = covered.setdefault(rule, {})
             for name, absent in zip(names, missing):
                 fields[name] = fields.get(name, 0) + (0 if absent else n)
-        return {rule: {name: c / self.rule_records[rule] for name, c in sorted(fields.items())}
+        return {rule: {name: c / per_rule[rule] for name, c in sorted(fields.items())}
                 for rule, fields in covered.items()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -288,7 +293,7 @@ class CrawlStats:
             "changed": {"true": self.changed_true, "false": self.changed_false},
             "rules": {
                 ("null" if rule is None else rule): {"records": n, "coverage": coverage.get(rule, {})}
-                for rule, n in sorted(self.rule_records.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+                for rule, n in sorted(self.rule_records().items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
             },
         }
 

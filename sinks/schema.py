@@ -185,18 +185,16 @@ class RecordStruct(msgspec.Struct, gc=False):
     error: ErrorStruct | None
 
 
-_decode = msgspec.json.Decoder(RecordStruct).decode
+_DECODER = msgspec.json.Decoder(RecordStruct)
+_decode = _DECODER.decode
 _STATUS = attrgetter("status")
 _ERROR = attrgetter("error")
 _FETCHED_AT = attrgetter("fetched_at")
 
-# The writer's form of fetched_at: "2026-11-22T01:00:00.123Z". Its seconds part (the first 19
-# characters) is checked once per distinct second, and its tail against the 1000 valid ones.
-_SECOND_OK: dict[str, bool] = {}
-_TAILS = frozenset(f".{ms:03d}Z" for ms in range(1000))
+# The writer's form of fetched_at: "2026-11-22T01:00:00.123Z".
+_SECOND_OK: dict[str, bool] = {}  # "2026-11-22T01:00:00" -> valid?
 _SECOND_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 _TO_SECOND = repeat(slice(0, 19))
-_FROM_SECOND = repeat(slice(19, None))
 
 
 def _second_ok(prefix: str) -> bool:
@@ -218,11 +216,20 @@ def _valid_second(prefix: str) -> bool:
 
 
 def canonical_times(times: list[str]) -> bool:
-    """True if every time is in the writer's form and valid (then they sort as strings)."""
-    return (
-        all(map(_TAILS.__contains__, map(getitem, times, _FROM_SECOND)))
-        and all(map(_second_ok, set(map(getitem, times, _TO_SECOND))))
-    )
+    """True if every time is in the writer's form and valid (then they sort as strings).
+
+    All the times are joined into one string and its columns read with strided slices, which
+    costs a few nanoseconds per time; the date and time of day are checked once per distinct
+    second.
+    """
+    n = len(times)
+    if set(map(len, times)) != {24}:
+        return False
+    joined = "".join(times)
+    if (joined[19::24] != "." * n or joined[23::24] != "Z" * n
+            or not all(joined[i::24].isdigit() and joined[i::24].isascii() for i in (20, 21, 22))):
+        return False
+    return all(map(_second_ok, set(map(getitem, times, _TO_SECOND))))
 
 
 def decode_batch(lines: list[bytes]) -> list[RecordStruct] | None:
@@ -235,12 +242,14 @@ def decode_batch(lines: list[bytes]) -> list[RecordStruct] | None:
         recs = list(map(_decode, lines))
     except msgspec.DecodeError:  # ValidationError is a DecodeError
         return None
+    return recs if _rules_msgspec_cannot_express(recs) else None
+
+
+def _rules_msgspec_cannot_express(recs: list[RecordStruct]) -> bool:
+    """fetched_at in the writer's form, and a status on every ok record (error null)."""
     if not canonical_times(list(map(_FETCHED_AT, recs))):
-        return None
-    # An ok record (error null) must have a status.
-    if any(map(and_, map(is_, map(_STATUS, recs), repeat(None)), map(is_, map(_ERROR, recs), repeat(None)))):
-        return None
-    return recs
+        return False
+    return not any(map(and_, map(is_, map(_STATUS, recs), repeat(None)), map(is_, map(_ERROR, recs), repeat(None))))
 
 
 def record_struct(obj: dict) -> RecordStruct:
