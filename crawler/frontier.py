@@ -8,8 +8,9 @@ Contract (small on purpose, so that a Redis frontier can implement it too):
   shallowest first (breadth-first), and returns them as FetchJobs; an empty list means
   none are queued for that host.
 - ``hosts()`` says which hosts have queued URLs and how many.
-- ``complete(ids, output_size)`` marks URLs done *and* records the committed size of
-  the output file in the same transaction: the exactly-once point (DESIGN §4).
+- ``complete(ids, output_size, output_tail)`` marks URLs done *and* records the
+  committed size (and tail fingerprint) of the output file in the same transaction:
+  the exactly-once point (DESIGN §4).
 - ``release(jobs)`` puts leased URLs back to ``queued`` (a drained stop).
 - ``recover()`` at start-up returns every ``leased`` URL to ``queued`` (after a crash).
 
@@ -46,7 +47,7 @@ class Frontier(Protocol):
     def add(self, entries: Iterable[Entry]) -> int: ...
     def lease(self, host: str, limit: int) -> list[FetchJob]: ...
     def hosts(self) -> dict[str, int]: ...
-    def complete(self, ids: Sequence[int], output_size: int) -> None: ...
+    def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "") -> None: ...
     def release(self, jobs: Sequence[FetchJob]) -> None: ...
     def recover(self) -> int: ...
     def counts(self) -> Counts: ...
@@ -91,7 +92,6 @@ class SQLiteFrontier:
         self.db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, bounded
         self.db.execute("PRAGMA temp_store=MEMORY")
         self.db.executescript(SCHEMA)
-        self._in_tx = False
         self._last_commit = time.monotonic()
         self._hosts: dict[str, int] = defaultdict(int)
         for host, n in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
@@ -101,19 +101,19 @@ class SQLiteFrontier:
             self._counts[state] = n
 
     # -- transactions -------------------------------------------------------------
+    # SQLite's own flag, not ours: after a failed write (disk full) SQLite may already
+    # have rolled the transaction back.
     def _begin(self) -> None:
-        if not self._in_tx:
+        if not self.db.in_transaction:
             self.db.execute("BEGIN")
-            self._in_tx = True
 
     def commit(self) -> None:
-        if self._in_tx:
+        if self.db.in_transaction:
             self.db.execute("COMMIT")
-            self._in_tx = False
         self._last_commit = time.monotonic()
 
     def maybe_commit(self) -> None:
-        if self._in_tx and time.monotonic() - self._last_commit >= self.COMMIT_EVERY:
+        if self.db.in_transaction and time.monotonic() - self._last_commit >= self.COMMIT_EVERY:
             self.commit()
 
     # -- the contract ---------------------------------------------------------------
@@ -168,12 +168,11 @@ class SQLiteFrontier:
     def hosts(self) -> dict[str, int]:
         return self._hosts
 
-    def complete(self, ids: Sequence[int], output_size: int) -> None:
+    def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "") -> None:
         self._begin()
         self.db.executemany("UPDATE urls SET state = 2 WHERE id = ?", [(i,) for i in ids])
-        self.db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('output_size', ?)", (str(output_size),)
-        )
+        self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                            [("output_size", str(output_size)), ("output_tail", output_tail)])
         self.commit()
         self._counts[LEASED] -= len(ids)
         self._counts[DONE] += len(ids)

@@ -27,6 +27,7 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -151,8 +152,14 @@ class Crawl:
             lock.release()
 
     def _run_locked(self) -> CrawlResult:
+        path = self.state_dir / "frontier.sqlite"
+        try:
+            return self._run_with_state(SQLiteFrontier(path))
+        except sqlite3.Error as exc:  # disk full, I/O error, corruption: name the file
+            raise AbortError(f"crawl state {path}: {exc}") from None
+
+    def _run_with_state(self, frontier: SQLiteFrontier) -> CrawlResult:
         s = self.settings
-        frontier = SQLiteFrontier(self.state_dir / "frontier.sqlite")
         ctx = mp.get_context("spawn")
         writer = pool = None
         threads: list[threading.Thread] = []
@@ -166,13 +173,14 @@ class Crawl:
                 crawl_id = new_crawl_id()
                 frontier.set_meta("crawl_id", crawl_id)
             committed = frontier.get_meta("output_size")
-            writer = WriterProcess(ctx, str(self.output), int(committed) if committed is not None else None)
+            writer = WriterProcess(ctx, str(self.output), int(committed) if committed is not None else None,
+                                   frontier.get_meta("output_tail") or None)
             status, message = writer.handshake()
             if status != "ready":
-                raise (StateError if status in ("locked", "short") else AbortError)(message)
+                raise (StateError if status in ("locked", "short", "replaced") else AbortError)(message)
             if committed is None:
                 # A new crawl appends after whatever the file already held.
-                frontier.complete([], writer.size)
+                frontier.complete([], writer.size, writer.tail)
             if resumed:
                 log.warning("resuming crawl %s: %d done, %d queued%s", crawl_id, before.done,
                             before.queued, f" ({recovered} in flight were re-queued)" if recovered else "")
@@ -218,7 +226,10 @@ class Crawl:
                 pool.close()
             if writer is not None:
                 writer.close()
-            frontier.close()
+            try:
+                frontier.close()
+            except sqlite3.Error as exc:  # already failing; what was committed stays committed
+                log.error("crawl state: %s", exc)
 
     def _make_fetcher(self, policy: FetchPolicy, guard: AddressGuard):
         if self.settings.fetch.engine == "async":
@@ -325,8 +336,8 @@ class Crawl:
             # 2. Acks from the writer: the exactly-once point.
             for msg in writer.receive():
                 if msg[0] == "ack":
-                    _, ids, size = msg
-                    frontier.complete(ids, size)
+                    _, ids, size, tail = msg
+                    frontier.complete(ids, size, tail)
                     for i in ids:
                         self.leased.pop(i, None)
                     result.pages += len(ids)

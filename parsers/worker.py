@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from crawler.messages import Page, ParseResult
+from crawler.procname import set_process_name
 from crawler.settings import Rule
 from crawler.urls import Scope, host_of
 from parsers.decode import decode
@@ -121,6 +122,7 @@ def main(conn, config: WorkerConfig) -> None:
     coordinator's sends never wait for a parse to finish (and a large result being sent
     back can never deadlock against a page being sent in)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    set_process_name("crawler-parser")
     state = WorkerState(config)
     inbox: queue.SimpleQueue = queue.SimpleQueue()
 

@@ -2,9 +2,9 @@
 
 Protocol over one duplex pipe (the coordinator is the only peer)::
 
-    writer -> ("ready", size, inode) | ("error", kind, message)        once, at start
+    writer -> ("ready", size, tail) | ("error", kind, message)         once, at start
     coord  -> (ids, data)          one batch: whole lines for those record ids
-    writer -> ("ack", ids, size)   after the batch is written, flushed and fsynced
+    writer -> ("ack", ids, size, tail)  after the batch is written, flushed and fsynced
     writer -> ("error", kind, message) and exits, when it cannot write (disk full...)
     coord  -> None                 stop
 
@@ -13,7 +13,9 @@ Protocol over one duplex pipe (the coordinator is the only peer)::
 - At start the file is cut back to ``committed_size``, the size the frontier last
   recorded with an ack: that removes records the frontier never marked done, torn
   final line included. A file *shorter* than that was changed behind our back: the
-  writer refuses to guess and reports "short".
+  writer refuses to guess and reports "short". Likewise when the bytes before the
+  committed size are not the ones the writer last acked (``tail``: a hash of the last
+  4 KiB): the file was replaced, and the writer reports "replaced".
 - A failed write (ENOSPC, EFBIG under RLIMIT_FSIZE) is cut back to the last good size
   before the error is reported, so the file keeps only whole lines.
 """
@@ -22,14 +24,32 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import signal
 import time
 from multiprocessing.connection import Connection
 
+from crawler.procname import set_process_name
 
-def writer_main(conn: Connection, path: str, committed_size: int | None, fsync: bool = True) -> None:
+
+TAIL = 4096
+
+
+def tail_hash(data: bytes) -> str:
+    """Fingerprint of a file's end: the hash of its last TAIL bytes."""
+    return hashlib.blake2b(data[-TAIL:], digest_size=16).hexdigest()
+
+
+def read_tail(fd: int, size: int) -> bytes:
+    start = max(0, size - TAIL)
+    return os.pread(fd, size - start, start)
+
+
+def writer_main(conn: Connection, path: str, committed_size: int | None, committed_tail: str | None = None,
+                fsync: bool = True) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when we stop
+    set_process_name("crawler-writer")
     # Past RLIMIT_FSIZE the kernel would kill us with SIGXFSZ; we want EFBIG instead.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
@@ -53,16 +73,22 @@ def writer_main(conn: Connection, path: str, committed_size: int | None, fsync: 
                            f"output {path} is {size} bytes but the crawl state recorded {committed_size}: "
                            "it was truncated or replaced; use --fresh to start over"))
                 return
+            if committed_tail is not None and tail_hash(read_tail(fd, committed_size)) != committed_tail:
+                conn.send(("error", "replaced",
+                           f"output {path} is not the file this crawl wrote (its content before byte "
+                           f"{committed_size} changed): use --fresh to start over, or another -o"))
+                return
             if size > committed_size:
                 os.ftruncate(fd, committed_size)
                 size = committed_size
-        conn.send(("ready", size, st.st_ino))
-        _serve(conn, fd, path, size, fsync)
+        tail = read_tail(fd, size)
+        conn.send(("ready", size, tail_hash(tail)))
+        _serve(conn, fd, path, size, tail, fsync)
     finally:
         os.close(fd)  # also releases the lock
 
 
-def _serve(conn: Connection, fd: int, path: str, size: int, fsync: bool) -> None:
+def _serve(conn: Connection, fd: int, path: str, size: int, tail: bytes, fsync: bool) -> None:
     while True:
         try:
             msg = conn.recv()
@@ -87,7 +113,8 @@ def _serve(conn: Connection, fd: int, path: str, size: int, fsync: bool) -> None
             conn.send(("error", "write", f"cannot write output {path}: {exc.strerror or exc}"))
             return
         size += len(data)
-        conn.send(("ack", ids, size))
+        tail = (tail + data)[-TAIL:]
+        conn.send(("ack", ids, size, tail_hash(tail)))
 
 
 class WriterProcess:
@@ -97,16 +124,17 @@ class WriterProcess:
     # builds the next one; more would only hold memory and delay "done".
     MAX_UNACKED = 2
 
-    def __init__(self, ctx, path: str, committed_size: int | None, fsync: bool = True):
+    def __init__(self, ctx, path: str, committed_size: int | None, committed_tail: str | None = None,
+                 fsync: bool = True):
         self.path = path
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=writer_main, args=(child, path, committed_size, fsync),
+        self.process = ctx.Process(target=writer_main, args=(child, path, committed_size, committed_tail, fsync),
                                    name="crawler-writer", daemon=False)
         self.process.start()
         child.close()
         self.unacked = 0
         self.size = 0
-        self.inode = 0
+        self.tail = ""
 
     def handshake(self, timeout: float = 60.0) -> tuple[str, str]:
         """("ready", "") or ("error kind", message)."""
@@ -118,7 +146,7 @@ class WriterProcess:
                 except (EOFError, OSError):
                     break
                 if msg[0] == "ready":
-                    _, self.size, self.inode = msg
+                    _, self.size, self.tail = msg
                     return "ready", ""
                 return msg[1], msg[2]
             if not self.process.is_alive():
@@ -133,7 +161,7 @@ class WriterProcess:
         self.unacked += 1
 
     def receive(self, timeout: float = 0.0) -> list[tuple]:
-        """Messages from the writer: ("ack", ids, size) or ("error", kind, message)."""
+        """Messages from the writer: ("ack", ids, size, tail) or ("error", kind, message)."""
         out = []
         try:
             while self.conn.poll(timeout):

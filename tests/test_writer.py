@@ -11,8 +11,8 @@ from sinks.writer import WriterProcess
 CTX = mp.get_context("spawn")
 
 
-def start(path, committed=None):
-    w = WriterProcess(CTX, str(path), committed)
+def start(path, committed=None, tail=None):
+    w = WriterProcess(CTX, str(path), committed, tail)
     return w, w.handshake(timeout=30)
 
 
@@ -30,7 +30,8 @@ def test_batch_is_written_then_acked_with_the_new_size(tmp_path):
     w, status = start(path)
     assert status == ("ready", "")
     w.send([1, 2], b'{"a":1}\n{"a":2}\n')
-    assert acks(w, 1) == [("ack", [1, 2], 16)]
+    (ack,) = acks(w, 1)
+    assert ack[:3] == ("ack", [1, 2], 16)
     w.close()
     assert path.read_bytes() == b'{"a":1}\n{"a":2}\n'
 
@@ -76,7 +77,26 @@ def test_full_disk_reports_an_error_and_keeps_only_whole_lines(tmp_path):
     w.send([1], b'{"a":1}\n')
     w.send([2], b'{"a":"' + b"x" * 40 + b'"}\n')
     msgs = acks(w, 2)
-    assert msgs[0] == ("ack", [1], 8)
+    assert msgs[0][:3] == ("ack", [1], 8)
     assert msgs[1][0] == "error" and "cannot write output" in msgs[1][2]
     w.close()
     assert path.read_bytes() == b'{"a":1}\n'
+
+
+def test_replaced_file_is_refused(tmp_path):
+    path = tmp_path / "out.jsonl"
+    w, _ = start(path)
+    w.send([1], b'{"a":1}\n')
+    (ack,) = acks(w, 1)
+    w.close()
+    path.write_bytes(b'{"b":2}\n')  # same size, other content
+    w2, status = start(path, committed=ack[2], tail=ack[3])
+    assert status[0] == "replaced"
+    w2.close()
+    w3, status = start(path.with_name("other.jsonl"), committed=None)
+    assert status == ("ready", "")
+    w3.close()
+    path.write_bytes(b'{"a":1}\n')
+    w4, status = start(path, committed=ack[2], tail=ack[3])
+    assert status == ("ready", "")
+    w4.close()
