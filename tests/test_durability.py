@@ -56,6 +56,16 @@ def record_count(tmp_path):
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+def child_after(proc, tmp_path, records_written, name):
+    """The crawl's child process called ``name``, once ``records_written`` lines exist."""
+    deadline = time.monotonic() + 60
+    while record_count(tmp_path) < records_written and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [p for p in psutil.Process(proc.pid).children() if p.name() == name]
+    assert children, f"no {name} process found"
+    return children[0]
+
+
 def prepare(tmp_path, served, rules=None):
     (tmp_path / "seeds.txt").write_text("\n".join(served.catalog.seeds) + "\n")
     (tmp_path / "settings.toml").write_text(SETTINGS + (rules or served.catalog.rules_toml))
@@ -95,12 +105,7 @@ def test_parser_killed_mid_crawl_is_replaced_and_nothing_is_lost(shop, tmp_path)
     served = shop(500, hosts=4)
     prepare(tmp_path, served)
     proc = popen(tmp_path)
-    deadline = time.monotonic() + 60
-    while record_count(tmp_path) < 200 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    parsers = [p for p in psutil.Process(proc.pid).children() if p.name() == "crawler-parser"]
-    assert parsers, "no parser process found"
-    parsers[0].kill()
+    child_after(proc, tmp_path, 200, "crawler-parser").kill()
     code, err = finish(proc)
     assert code == 0, err
     assert "died" in err and "replacing it" in err
@@ -153,11 +158,7 @@ def test_lost_writer_exits_1_and_resume_completes_exactly_once(shop, tmp_path):
     served = shop(500, hosts=4)
     prepare(tmp_path, served)
     proc = popen(tmp_path)
-    deadline = time.monotonic() + 60
-    while record_count(tmp_path) < 100 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (writer,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "crawler-writer"]
-    writer.kill()
+    child_after(proc, tmp_path, 100, "crawler-writer").kill()
     code, err = finish(proc)
     assert code == 1, err
     assert "output writer died" in err
