@@ -42,9 +42,8 @@ BACKLOG = 10
 class Tail:
     """New whole lines of one growing file (or of stdin) since the last call."""
 
-    def __init__(self, source: Source, err: Console) -> None:
+    def __init__(self, source: Source) -> None:
         self.source = source
-        self.err = err
         self.partial = b""  # the bytes after the last newline read so far
         self.lines = 0
         self.eof = False  # stdin only: the writer closed the pipe
@@ -102,7 +101,7 @@ def run_follow(sources: list[Source], args: argparse.Namespace, console: Console
     fields = Fields(args.fields) if args.fields else None
     writer = make_writer(args.format or "table", fields, console, follow=True)
     summary = Summary()
-    tails = [Tail(source, err) for source in sources]
+    tails = [Tail(source) for source in sources]
     deadline = None if args.follow_timeout is None else time.monotonic() + args.follow_timeout
     try:
         backlog: deque[dict] = deque(maxlen=BACKLOG)
@@ -112,7 +111,7 @@ def run_follow(sources: list[Source], args: argparse.Namespace, console: Console
         for rec in backlog:
             writer.write(rec)
         writer.flush()
-        rolling = Rolling(summary, args.summary_every, err)
+        rolling = Rolling(summary, args.summary_every)
         while deadline is None or time.monotonic() < deadline:
             fed = False
             for tail in tails:
@@ -156,10 +155,9 @@ def _finish(writer, tails: list[Tail], summary: Summary, sources: list[Source], 
 class Rolling:
     """The one-line summary printed every few seconds while following."""
 
-    def __init__(self, summary: Summary, every: float, err: Console) -> None:
+    def __init__(self, summary: Summary, every: float) -> None:
         self.summary = summary
         self.every = every
-        self.err = err
         self.last_time = time.monotonic()
         self.last_records = self._records()
 

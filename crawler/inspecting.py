@@ -90,24 +90,29 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``crawler inspect`` with parsed ``args``; return the exit code."""
-    err = Console(file=sys.stderr, highlight=False)
     try:
-        return _run(args, err)
+        return _run(args)
     except UsageError as exc:
-        message = str(exc).replace("\n", " ")
-        print(f"crawler inspect: {message}", file=sys.stderr)
+        warn(f"crawler inspect: {exc}")
+        return EXIT_USAGE
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            # The reader went away (| head): stop quietly, and keep Python from complaining
+            # about the flush at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        warn(f"crawler inspect: {exc.filename or ''}: {exc.strerror or exc}".replace(" : ", " "))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (| head): stop quietly, and keep Python from complaining
-        # about the flush at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
 
 
-def _run(args: argparse.Namespace, err: Console) -> int:
+def warn(message: str) -> None:
+    """One line on stderr, never wrapped."""
+    print(message.replace("\n", " "), file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
     _check_args(args)
     sources = expand_sources(args.files)
     fmt = args.format or "table"
@@ -122,10 +127,10 @@ def _run(args: argparse.Namespace, err: Console) -> int:
     if args.follow:
         from crawler.follow import run_follow
 
-        return run_follow(sources, args, _console(), err)
+        return run_follow(sources, args, _console(), Console(file=sys.stderr, highlight=False))
     if wants_records(args):
-        return _print_records(sources, args, fmt, err)
-    return _print_summary(sources, args, fmt, err)
+        return _print_records(sources, args, fmt)
+    return _print_summary(sources, args, fmt)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -139,6 +144,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--diff cannot be combined with --follow")
     if args.report and (args.diff is not None or args.follow):
         raise UsageError("--report cannot be combined with --diff or --follow")
+    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
+        raise UsageError(f"--report: the directory of {args.report} does not exist")
     if args.follow_timeout is not None and args.follow_timeout < 0:
         raise UsageError("--follow-timeout must be 0 or more")
     if args.summary_every <= 0:
@@ -158,17 +165,18 @@ def _console() -> Console:
     return Console(file=sys.stdout, highlight=False)
 
 
-def _print_summary(sources: list[Source], args: argparse.Namespace, fmt: str, err: Console) -> int:
+def _print_summary(sources: list[Source], args: argparse.Namespace, fmt: str) -> int:
+    from crawler.query import compile_where
     from crawler.scanning import summarize
     from crawler.summary_view import render_summary
 
     if args.where:
-        _compile_where(args.where)  # a bad expression is reported before any reading
+        compile_where(args.where)  # a bad expression is reported before any reading
     result = summarize(sources, args.where, args.workers, with_report=bool(args.report))
-    _warn_where(err, result.where_errors, result.where_first_error)
+    _warn_where(result.where_errors, result.where_first_error)
     summary = result.summary.to_dict([s.name for s in sources])
     if args.report:
-        _write_report(args.report, result, summary, err)
+        _write_report(args.report, result, summary)
     if fmt == "json":
         sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.buffer.flush()
@@ -177,17 +185,18 @@ def _print_summary(sources: list[Source], args: argparse.Namespace, fmt: str, er
     return EXIT_OK
 
 
-def _print_records(sources: list[Source], args: argparse.Namespace, fmt: str, err: Console) -> int:
-    from crawler.query import Fields
+def _print_records(sources: list[Source], args: argparse.Namespace, fmt: str) -> int:
+    from crawler.query import Fields, compile_where
     from crawler.record_output import make_writer
+    from crawler.report import ReportData
     from crawler.scanning import PassResult, StopScan, scan
     from crawler.summary import Summary
     from sinks.schema import record_struct
 
-    where = _compile_where(args.where) if args.where else None
+    where = compile_where(args.where) if args.where else None
     fields = Fields(args.fields) if args.fields else None
     writer = make_writer(fmt, fields, _console())
-    result = PassResult(Summary(), _new_report() if args.report else None)
+    result = PassResult(Summary(), ReportData() if args.report else None)
     limit = args.limit
     printed = 0
 
@@ -203,54 +212,29 @@ def _print_records(sources: list[Source], args: argparse.Namespace, fmt: str, er
             result.summary.add(struct)
             result.report.add(struct)
 
-    if limit == 0 and not args.report:
-        on_record = _stop  # noqa: F811 - nothing to print: do not even read
     try:
         result.summary.lines = scan(sources, on_record, result.summary.bad, where)
     finally:
         writer.close()
     if where is not None:
-        _warn_where(err, where.errors, where.first_error)
+        _warn_where(where.errors, where.first_error)
     bad = result.summary.bad
     if bad.count:
         file, line, reason = bad.first[0]
         warn(f"warning: skipped {bad.count:,} bad line(s), first {file}:{line}: {reason} "
              "(--validate lists them all)")
     if args.report:
-        _write_report(args.report, result, result.summary.to_dict([s.name for s in sources]), err)
+        _write_report(args.report, result, result.summary.to_dict([s.name for s in sources]))
     return EXIT_OK
 
 
-def warn(message: str) -> None:
-    """One line on stderr, never wrapped."""
-    print(message.replace("\n", " "), file=sys.stderr, flush=True)
-
-
-def _stop(rec: dict) -> None:
-    from crawler.scanning import StopScan
-
-    raise StopScan
-
-
-def _compile_where(text: str):
-    from crawler.query import compile_where
-
-    return compile_where(text)
-
-
-def _warn_where(err: Console, errors: int, first: str | None) -> None:
+def _warn_where(errors: int, first: str | None) -> None:
     if errors:
         warn(f"warning: --where could not be evaluated on {errors:,} record(s), "
              f"which did not match (first: {first})")
 
 
-def _new_report():
-    from crawler.report import ReportData
-
-    return ReportData()
-
-
-def _write_report(path: str, result: Any, summary: dict, err: Console) -> None:
+def _write_report(path: str, result: Any, summary: dict) -> None:
     from crawler.report import write_report
 
     write_report(path, summary, result.summary.total(), result.report)

@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from crawler.summary import CrawlStats, LatencyHistogram
+from crawler.latency import LatencyHistogram
+from crawler.summary import CrawlStats
 from crawler.svg_charts import bars, hbars, stacked_bars
 
 MAX_ROWS = 500
@@ -298,7 +299,8 @@ def _counts_section(s: dict[str, Any]) -> str:
 def _errors_section(rows: list[tuple], failed: int) -> str:
     note = f"{failed:,} failed records" + (f"; the first {len(rows):,} are listed" if failed > len(rows) else "")
     table = _table(["fetched_at", "url", "status", "error.type", "message"], [list(r) for r in rows], {2})
-    return f'<section id="errors"><h2>Errors</h2><p class="note">{e(note)}</p><div class="scroll">{table}</div></section>'
+    return (f'<section id="errors"><h2>Errors</h2><p class="note">{e(note)}</p>'
+            f'<div class="scroll">{table}</div></section>')
 
 
 def _recrawl_section(s: dict[str, Any], rows: list[tuple]) -> str:

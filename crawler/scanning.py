@@ -1,16 +1,21 @@
 """One pass over input lines: decode, check against the schema, hand good records on.
 
-``scan(sources, on_record, bad)`` is the loop every mode of ``crawler inspect`` runs. A line
-that is not JSON, not an object, or not a valid record (``sinks.schema.validate_record``) is
-passed to ``bad.add(file, line, reason)`` and skipped, never raised.
+A line that is not JSON, not an object, or not a valid record (``sinks.schema.validate_record``)
+is passed to ``bad.add(file, line, reason)`` and skipped, never raised. Two loops share that
+rule:
 
-``summarize(sources, where)`` is the default mode's pass. For large plain files it cuts each
-file into line-aligned byte ranges and sums them up in a process pool, because decoding JSON
-is most of the work and one core does about 150,000 lines/s::
+- ``scan_structs`` / ``scan_fast``, for the summary, the report and ``--validate``: a block of
+  lines is decoded and checked in one call (``sinks.schema.decode_batch``, msgspec) into
+  RecordStructs; only a block holding a bad line is taken line by line.
+- ``scan_lines`` / ``scan``, for everything that needs records as dicts (``--where`` is
+  JMESPath, printed records keep their keys): orjson, then ``validate_record``.
 
-    file ──split_ranges──► (path, start, end) ──Pool.imap──► worker: scan + Summary ──┐
-                                                                                      │ in order
-    caller ◄───────────────── Summary.merge(part, line_offset) ◄──────────────────────┘
+``summarize(sources, where)`` is the default mode's pass. A large plain file is cut into
+line-aligned byte ranges, summed up by a process pool, because decoding is most of the work::
+
+    file ──split_ranges──► (path, start, length) ──Pool.imap──► worker: scan + Summary ──┐
+                                                                                         │ in order
+    caller ◄────────────────── PassResult.merge(part, line_offset) ◄─────────────────────┘
 
 ``imap`` keeps the parts in file order, so a bad line's number is the count of lines in the
 earlier parts plus its number within its own part.
@@ -29,7 +34,14 @@ from typing import Any
 import orjson
 
 from crawler.sources import (
-    OVERLONG, MAX_LINE, Source, TruncatedInput, iter_blocks, iter_line_batches, open_source, split_ranges,
+    MAX_LINE,
+    OVERLONG,
+    Source,
+    TruncatedInput,
+    iter_blocks,
+    iter_line_batches,
+    open_source,
+    split_ranges,
 )
 from crawler.summary import BadLines, Summary
 from sinks.schema import decode_batch, record_struct, validate_record

@@ -7,8 +7,8 @@ browsers show as a tooltip.
 
 from __future__ import annotations
 
-from html import escape
 from collections.abc import Sequence
+from html import escape
 
 FONT = "font-family:system-ui,sans-serif;font-size:11px"
 

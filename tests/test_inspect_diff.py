@@ -81,7 +81,8 @@ def test_diff_by_crawl_id_compares_with_the_previous_crawl_in_the_same_files(tmp
         assert got[key] == value, key
     named = diff_json(both, "--diff", f"{OLD_ID}..{NEWEST_ID}")
     assert named["counts"] == {"new_urls": 0, "gone_urls": 5, "status_changed": 0, "data_changed": 1}
-    assert named["data_changed"] == [{"url": "https://s.example/1", "fields": {"price": {"old": "1.00", "new": "9.99"}}}]
+    assert named["data_changed"] == [
+        {"url": "https://s.example/1", "fields": {"price": {"old": "1.00", "new": "9.99"}}}]
 
 
 def test_where_filters_both_sides_before_comparing(files):

@@ -47,7 +47,8 @@ def url_of(line: bytes) -> str:
 
 
 def test_follow_shows_each_new_matching_record_within_a_second_and_stops_on_ctrl_c(tmp_path):
-    path = write_jsonl(tmp_path / "live.jsonl", [record("https://l.example/ok"), failed("https://l.example/0", "timeout")])
+    path = write_jsonl(tmp_path / "live.jsonl",
+                       [record("https://l.example/ok"), failed("https://l.example/0", "timeout")])
     proc = follow(path, "--where", "error != null", "--format", "json", "--follow-timeout", "60")
     out = Lines(proc.stdout)
     try:

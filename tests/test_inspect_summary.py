@@ -13,8 +13,8 @@ import pytest
 from fixtures.inspect_records import cli, failed, inspect, inspect_json, lines_of, record, write_jsonl
 
 from crawler import scanning
+from crawler.latency import LatencyHistogram
 from crawler.sources import expand_sources
-from crawler.summary import LatencyHistogram
 
 ERROR_TYPES = ["timeout", "connection", "http", "too_large", "robots", "redirects", "blocked", "parse"]
 CRAWLS = ["20261122T010000Z-1a2b", "20261123T010000Z-3c4d"]
