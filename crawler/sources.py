@@ -102,26 +102,47 @@ class TruncatedInput(Exception):
     """A compressed stream ended early or is corrupt; the lines before it were yielded."""
 
 
+def _chunks(f: BinaryIO, length: int | None) -> Iterator[bytes]:
+    """About BLOCK bytes at a time; at most ``length`` in all. TruncatedInput comes only after
+    every byte that could be read: read1() hands over what one decompression step produced,
+    where read(n) would drop it all when the stream breaks before n bytes."""
+    read = getattr(f, "read1", f.read)
+    remaining = length
+    broken: Exception | None = None
+    while broken is None and (remaining is None or remaining > 0):
+        want = BLOCK if remaining is None else min(BLOCK, remaining)
+        parts: list[bytes] = []
+        got = 0
+        while got < want:
+            try:
+                piece = read(want - got)
+            except (EOFError, OSError, zlib.error) as exc:
+                broken = exc
+                break
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        if not got:
+            break
+        if remaining is not None:
+            remaining -= got
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
+    if broken is not None:
+        raise TruncatedInput(f"compressed data ends early or is corrupt ({broken})") from broken
+
+
 def iter_blocks(f: BinaryIO, length: int | None = None) -> Iterator[tuple[bytes | None, bool]]:
     """Yield ``(block, torn)`` read from ``f`` (at most ``length`` bytes if given).
 
-    A block is whole lines, each ending in ``\n``; blocks are about BLOCK bytes. The last one
-    may be a torn line (no ``\n``), with ``torn`` True. A line longer than MAX_LINE is
+    A block is whole lines, each ending in ``\\n``; blocks are about BLOCK bytes. The last one
+    may be a torn line (no ``\\n``), with ``torn`` True. A line longer than MAX_LINE is
     yielded as OVERLONG (None), in place of its bytes. Raises TruncatedInput when a gzip
     stream is cut short, after yielding every complete line before the cut.
     """
     rest = b""  # the start of a line whose end has not been read yet
     skipping = False  # inside an overlong line: drop bytes until its newline
-    remaining = length
-    while remaining is None or remaining > 0:
-        try:
-            block = f.read(BLOCK if remaining is None else min(BLOCK, remaining))
-        except (EOFError, OSError, zlib.error) as exc:
-            raise TruncatedInput(f"compressed data ends early or is corrupt ({exc})") from exc
-        if not block:
-            break
-        if remaining is not None:
-            remaining -= len(block)
+    for block in _chunks(f, length):
         cut = block.rfind(b"\n") + 1
         if not cut:  # no line ends in this block
             if not skipping:
