@@ -150,6 +150,33 @@ def run_diff(
     return 0
 
 
+def compare_crawls(sources: list[Source], old: str, new: str, where_text: str | None,
+                   keep: int) -> dict[str, Any]:
+    """Crawl ``old`` against crawl ``new``, both read from ``sources``: the counts, and the first
+    ``keep`` items of each list. (For the report's recrawl section.)"""
+    where = None
+    if where_text:
+        from crawler.query import compile_where
+
+        where = compile_where(where_text)
+    wanted = {old, new}
+
+    def add(rec: dict) -> None:
+        if rec["crawl_id"] in wanted:
+            store.add(rec["crawl_id"], rec)
+
+    with tempfile.TemporaryDirectory(prefix="crawler-diff-") as tmp:
+        store = DiffStore(os.path.join(tmp, "diff.sqlite"))
+        try:
+            scan(sources, add, BadLines(), where)
+            store.flush()
+            result = diff_counts(store, old, new, (f"crawl {old}", f"crawl {new}"))
+            result.update({key: list(islice(items, keep)) for key, items in diff_lists(store, old, new).items()})
+        finally:
+            store.close()
+    return result
+
+
 def _other_files(other: str) -> list[Source] | None:
     """The sources --diff names, or None when it names crawl ids instead."""
     if other == STDIN or os.path.exists(other) or (any(c in other for c in "*?[") and glob.glob(other)):

@@ -176,7 +176,7 @@ def _print_summary(sources: list[Source], args: argparse.Namespace, fmt: str) ->
     _warn_where(result.where_errors, result.where_first_error)
     summary = result.summary.to_dict([s.name for s in sources])
     if args.report:
-        _write_report(args.report, result, summary)
+        _write_report(args.report, result, summary, _recrawl_comparison(sources, summary, args.where))
     if fmt == "json":
         sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.buffer.flush()
@@ -234,8 +234,21 @@ def _warn_where(errors: int, first: str | None) -> None:
              f"which did not match (first: {first})")
 
 
-def _write_report(path: str, result: Any, summary: dict) -> None:
+def _recrawl_comparison(sources: list[Source], summary: dict, where: str | None) -> dict | None:
+    """For the report: the last two crawls compared URL by URL, when the input holds two and
+    can be read again (stdin cannot)."""
+    from crawler.diffing import compare_crawls
+    from crawler.report import MAX_ROWS
+    from crawler.summary import OTHER_CRAWLS
+
+    crawl_ids = [c["crawl_id"] for c in summary["crawls"] if c["crawl_id"] != OTHER_CRAWLS]
+    if len(crawl_ids) < 2 or any(s.is_stdin for s in sources):
+        return None
+    return compare_crawls(sources, crawl_ids[-2], crawl_ids[-1], where, keep=MAX_ROWS)
+
+
+def _write_report(path: str, result: Any, summary: dict, comparison: dict | None = None) -> None:
     from crawler.report import write_report
 
-    write_report(path, summary, result.summary.total(), result.report)
+    write_report(path, summary, result.summary.total(), result.report, comparison)
     warn(f"wrote {path}")

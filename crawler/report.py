@@ -132,9 +132,13 @@ class ReportData:
         self.changed += other.changed[: MAX_ROWS - len(self.changed)]
 
 
-def write_report(path: str, summary: dict[str, Any], total: CrawlStats, data: ReportData) -> None:
-    """Write the report to ``path`` atomically (a reader never sees half a file)."""
-    text = render_report(summary, total, data)
+def write_report(path: str, summary: dict[str, Any], total: CrawlStats, data: ReportData,
+                 comparison: dict[str, Any] | None = None) -> None:
+    """Write the report to ``path`` atomically (a reader never sees half a file).
+
+    ``comparison`` is the last crawl against the one before (crawler.diffing.compare_crawls).
+    """
+    text = render_report(summary, total, data, comparison)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
@@ -145,7 +149,8 @@ def e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def render_report(summary: dict[str, Any], total: CrawlStats, data: ReportData) -> str:
+def render_report(summary: dict[str, Any], total: CrawlStats, data: ReportData,
+                  comparison: dict[str, Any] | None = None) -> str:
     sections = [
         _summary_section(summary),
         _timeline_section(data.timeline),
@@ -153,7 +158,7 @@ def render_report(summary: dict[str, Any], total: CrawlStats, data: ReportData) 
         _hosts_section(total),
         _counts_section(summary),
         _errors_section(data.errors, summary["failed"]),
-        _recrawl_section(summary, data.changed),
+        _recrawl_section(summary, data.changed, comparison),
         _coverage_section(summary["rules"]),
         _crawls_section(summary["crawls"]),
         _bad_lines_section(summary["bad_lines"]),
@@ -186,7 +191,7 @@ td,th{border-bottom:1px solid #eee;padding:.2rem .6rem;text-align:left;vertical-
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 td.url{word-break:break-all;max-width:520px}
 .meta,.note{color:#666;font-size:.85rem}
-.grid{display:flex;flex-wrap:wrap;gap:2rem}
+.grid{display:flex;flex-wrap:wrap;gap:2rem;align-items:flex-start}
 .scroll{max-height:32rem;overflow:auto;border:1px solid #eee}
 code{font-size:.8rem;word-break:break-all}
 """
@@ -236,8 +241,9 @@ def _timeline_section(timeline: Timeline) -> str:
     if not rows:
         return '<section id="timeline"><h2>Over time</h2><p class="note">No records.</p></section>'
     labels = [moment.strftime("%Y-%m-%d %H:%M:%S") for moment, _ in rows]
-    ticks = [(i, labels[i][11:] if timeline.width < 86400 else labels[i][:10])
-             for i in sorted({0, len(rows) // 2, len(rows) - 1})]
+    span = (rows[-1][0] - rows[0][0]).total_seconds()
+    short = slice(11, 19) if span < 86400 else slice(5, 16)  # "01:02:03", or "11-22 01:02"
+    ticks = [(i, labels[i][short]) for i in sorted({0, len(rows) // 2, len(rows) - 1})]
     status_series = [(name, colour, [counts.get(name, 0) for _, counts in rows]) for name, colour in STATUS_CLASSES]
     kinds = sorted({k[6:] for _, counts in rows for k in counts if k.startswith("error:")})
     error_series = [(kind, ERROR_COLOURS.get(kind, "#bab0ac"), [counts.get("error:" + kind, 0) for _, counts in rows])
@@ -303,21 +309,44 @@ def _errors_section(rows: list[tuple], failed: int) -> str:
             f'<div class="scroll">{table}</div></section>')
 
 
-def _recrawl_section(s: dict[str, Any], rows: list[tuple]) -> str:
+def _recrawl_section(s: dict[str, Any], rows: list[tuple], comparison: dict[str, Any] | None) -> str:
     changed = s["changed"]
+    out = ['<section id="recrawl"><h2>Recrawl changes</h2>']
+    if comparison is not None:
+        out.append(_comparison(comparison))
     if not (changed["true"] or changed["false"]):
-        return ('<section id="recrawl"><h2>Recrawl changes</h2><p class="note">No recrawled records '
-                "(changed is null everywhere).</p></section>")
-    per_crawl = _table(["crawl_id", "changed", "unchanged"],
-                       [[c["crawl_id"], c["changed"]["true"], c["changed"]["false"]] for c in s["crawls"]
-                        if c["changed"]["true"] or c["changed"]["false"]], {1, 2})
-    note = (f"{changed['true']:,} changed, {changed['false']:,} unchanged; the changed pages and what they hold "
-            f"now{' (first ' + format(len(rows), ',') + ')' if changed['true'] > len(rows) else ''}. "
-            "For field-by-field changes, run inspect with --diff.")
-    table = _table(["fetched_at", "url", "crawl_id", "status", "data"],
-                   [[t, u, c, st, orjson.dumps(d).decode()[:300]] for t, u, c, st, d in rows], {3})
-    return (f'<section id="recrawl"><h2>Recrawl changes</h2>{per_crawl}<p class="note">{e(note)}</p>'
-            f'<div class="scroll">{table}</div></section>')
+        out.append('<p class="note">No recrawled records (changed is null everywhere).</p></section>')
+        return "".join(out)
+    out.append(_table(["crawl_id", "changed", "unchanged"],
+                      [[c["crawl_id"], c["changed"]["true"], c["changed"]["false"]] for c in s["crawls"]
+                       if c["changed"]["true"] or c["changed"]["false"]], {1, 2}))
+    shown = f" (the first {len(rows):,})" if changed["true"] > len(rows) else ""
+    out.append(f'<p class="note">{e(f"Pages with changed = true, and what they hold now{shown}.")}</p>')
+    out.append('<div class="scroll">' + _table(
+        ["fetched_at", "url", "crawl_id", "status", "data"],
+        [[t, u, c, st, orjson.dumps(d).decode()[:300]] for t, u, c, st, d in rows], {3}) + "</div></section>")
+    return "".join(out)
+
+
+def _comparison(c: dict[str, Any]) -> str:
+    """The last crawl against the previous one: counts, then field by field."""
+    counts = c["counts"]
+    lead = (f"{c['old']['source']} ({c['old']['urls']:,} URLs) → {c['new']['source']} ({c['new']['urls']:,} URLs): "
+            f"{counts['new_urls']:,} new, {counts['gone_urls']:,} gone, {counts['status_changed']:,} status "
+            f"changes, {counts['data_changed']:,} with changed data.")
+    out = [f'<h3>Compared with the previous crawl</h3><p class="note">{e(lead)}</p><div class="grid">',
+           _table(["data field", "URLs changed"], [[k, n] for k, n in c["field_changes"].items()], {1}),
+           _table(["status change", "URLs"], [[k, n] for k, n in c["status_transitions"].items()], {1}),
+           "</div>"]
+    rows = [[item["url"], name, _json_text(change["old"]), _json_text(change["new"])]
+            for item in c["data_changed"] for name, change in item["fields"].items()]
+    if rows:
+        out.append('<div class="scroll">' + _table(["url", "field", "old", "new"], rows) + "</div>")
+    return "".join(out)
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()[:200]
 
 
 def _coverage_section(rules: dict[str, Any]) -> str:

@@ -66,9 +66,12 @@ def stacked_bars(
                 f'<rect x="{x:.2f}" y="{y:.2f}" width="{max(bar_w - 1, 0.5):.2f}" height="{h:.2f}" '
                 f'fill="{esc(colour)}"><title>{esc(label)}: {esc(name)} {v:,}</title></rect>'
             )
+    last = len(bar_labels) - 1
     for index, text in x_ticks:
-        x = left + (index + 0.5) * bar_w
-        body.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" text-anchor="middle">{esc(text)}</text>')
+        # The first and last labels line up with the plot's edges so that they are not cut off.
+        anchor, x = ("start", left) if index == 0 else ("end", left + plot_w) if index == last else (
+            "middle", left + (index + 0.5) * bar_w)
+        body.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" text-anchor="{anchor}">{esc(text)}</text>')
     body += _legend([(name, colour) for name, colour, _ in series], left, height - 14)
     return _svg(width, height, title, body)
 

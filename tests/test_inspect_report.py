@@ -151,3 +151,20 @@ def test_report_renders_in_headless_chromium_without_errors_and_with_charts(repo
     assert page.locator("script").count() == 0
     assert HOSTILE_URL in page.inner_text("#errors")
     page.close()
+
+
+def test_report_shows_what_changed_field_by_field_since_the_previous_crawl(tmp_path):
+    first, second = "20261122T010000Z-aaaa", "20261123T010000Z-bbbb"
+    before = [record(f"https://r.example/{i}", crawl_id=first, data={"title": f"T{i}", "price": "1"})
+              for i in range(5)]
+    after = [record(f"https://r.example/{i}", crawl_id=second, changed=i in (1, 3),
+                    data={"title": HOSTILE_TITLE if i == 3 else f"T{i}", "price": "2" if i == 1 else "1"})
+             for i in range(5)]
+    path = write_jsonl(tmp_path / "recrawl.jsonl", before + after)
+    html_path = tmp_path / "r.html"
+    assert inspect(path, "--report", html_path)[0] == 0
+    html = html_path.read_text(encoding="utf-8")
+    recrawl = html.split('id="recrawl"')[1].split("</section>")[0]
+    assert "0 new, 0 gone, 0 status changes, 2 with changed data" in recrawl
+    assert '<td class="url">https://r.example/1</td><td>price</td><td>&quot;1&quot;</td><td>&quot;2&quot;</td>' in recrawl
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in recrawl and "<script>" not in html
