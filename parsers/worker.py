@@ -53,7 +53,7 @@ class WorkerState:
     # on a site repeat on every page, and each one costs the coordinator (a single
     # thread) a frontier insert. The frontier still deduplicates; this cache only saves
     # work, so it may forget: it is cleared when full, which bounds its memory.
-    REPORTED_MAX = 200_000
+    REPORTED_MAX = 100_000
 
     def new_links(self, links: list[str]) -> list[tuple[str, str]]:
         allows, reported = self.scope.allows, self.reported
