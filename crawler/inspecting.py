@@ -166,11 +166,12 @@ def _console() -> Console:
 
 
 def _print_summary(sources: list[Source], args: argparse.Namespace, fmt: str) -> int:
-    from crawler.query import compile_where
     from crawler.scanning import summarize
     from crawler.summary_view import render_summary
 
     if args.where:
+        from crawler.query import compile_where
+
         compile_where(args.where)  # a bad expression is reported before any reading
     result = summarize(sources, args.where, args.workers, with_report=bool(args.report))
     _warn_where(result.where_errors, result.where_first_error)
