@@ -11,7 +11,7 @@ import logging
 import sys
 
 from crawler import __version__
-from crawler.errors import CrawlerError
+from crawler.errors import CrawlerError, UsageError
 
 log = logging.getLogger("crawler")
 
@@ -31,6 +31,9 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=("threads", "async"), help="fetch engine")
     p.add_argument("--fresh", action="store_true",
                    help="discard the saved state and start over (the output file is emptied)")
+    p.add_argument("--recrawl", action="store_true",
+                   help="if the saved crawl finished, start a new incremental run over every URL it knows "
+                        "(conditional requests; records say whether each page changed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
@@ -49,10 +52,39 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in crawl_overrides(args).items() if v is not None}
     result = crawl(args.urls, settings=args.config, state=args.state, fresh=args.fresh,
-                   progress=wants_progress(args.quiet), seeds_files=args.seeds, **overrides)
+                   progress=wants_progress(args.quiet), seeds_files=args.seeds, recrawl=args.recrawl,
+                   **overrides)
     if not args.quiet:
         print(result.summary(), file=sys.stderr)
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from crawler.api import resolve_settings
+    from crawler.progress import wants_progress
+    from crawler.schedule import Cadence, Scheduler, print_cron, print_systemd, schedule_signals
+    from crawler.seeds import read_seeds, require_seeds
+
+    overrides = {k: v for k, v in crawl_overrides(args).items() if v is not None}
+    conf = resolve_settings(args.config, overrides)
+    if args.every or args.cron:
+        cadence = Cadence(args.every or "", args.cron or "")
+    else:
+        cadence = Cadence(conf.schedule.every, conf.schedule.cron, where="[schedule] every/cron")
+    if args.print_cron:
+        print(print_cron(cadence, args.raw_argv))
+        return EXIT_OK
+    if args.print_systemd:
+        print(print_systemd(cadence, args.raw_argv), end="")
+        return EXIT_OK
+    if args.runs is not None and args.runs < 1:
+        raise UsageError(f"--runs: must be at least 1, got {args.runs}")
+    urls = require_seeds(read_seeds(args.urls, args.seeds, conf.crawl.seeds))
+    logging.getLogger("crawler.schedule").setLevel(logging.ERROR if args.quiet else logging.INFO)
+    scheduler = Scheduler(conf, urls, output=conf.output.path, state_dir=args.state, cadence=cadence,
+                          runs=args.runs or 0, progress=wants_progress(args.quiet), fresh=args.fresh)
+    schedule_signals(scheduler)
+    return scheduler.run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -69,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("crawl", help="crawl from seeds, writing one JSON line per URL")
     add_crawl_options(p)
     p.set_defaults(func=cmd_crawl)
+
+    p = sub.add_parser("schedule", help="rerun the crawl on an interval or cron schedule (incremental)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--every", metavar="INTERVAL", help="30s, 30m, 6h, 1d ... (default: [schedule] every)")
+    when.add_argument("--cron", metavar="EXPR", help='five-field cron expression, e.g. "0 */6 * * *"')
+    p.add_argument("--runs", type=int, metavar="N", help="stop after N runs (default: run forever)")
+    p.add_argument("--print-cron", action="store_true", help="print a crontab line running the crawl instead")
+    p.add_argument("--print-systemd", action="store_true", help="print a systemd service and timer instead")
+    add_crawl_options(p)
+    p.set_defaults(func=cmd_schedule)
 
     try:
         from crawler import inspecting
@@ -91,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.raw_argv = list(argv if argv is not None else sys.argv[1:])[1:]
     setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
     try:
         return args.func(args)

@@ -47,7 +47,9 @@ class Frontier(Protocol):
     def add(self, entries: Iterable[Entry]) -> int: ...
     def lease(self, host: str, limit: int) -> list[FetchJob]: ...
     def hosts(self) -> dict[str, int]: ...
-    def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "") -> None: ...
+    def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "",
+                 facts: Sequence[tuple] = ()) -> None: ...
+    def start_run(self) -> int: ...
     def release(self, jobs: Sequence[FetchJob]) -> None: ...
     def recover(self) -> int: ...
     def counts(self) -> Counts: ...
@@ -66,7 +68,10 @@ CREATE TABLE IF NOT EXISTS urls (
     state         INTEGER NOT NULL DEFAULT 0,
     etag          TEXT,
     last_modified TEXT,
-    content_hash  TEXT
+    content_hash  TEXT,
+    status        INTEGER,
+    snapshot      BLOB,             -- orjson [rule, data, links] of the last parse
+    gone          INTEGER NOT NULL DEFAULT 0  -- answered 404/410: not revisited
 );
 -- Leasing asks "the shallowest, oldest queued URLs of this host": a partial index
 -- keeps that a short range scan however many URLs are done.
@@ -149,7 +154,7 @@ class SQLiteFrontier:
             return []
         self._begin()
         rows = self.db.execute(
-            "SELECT id, url, host, depth, referrer, etag, last_modified, content_hash FROM urls "
+            "SELECT id, url, host, depth, referrer, etag, last_modified, content_hash, snapshot FROM urls "
             "WHERE host = ? AND state = 0 ORDER BY depth, id LIMIT ?",
             (host, limit),
         ).fetchall()
@@ -168,9 +173,16 @@ class SQLiteFrontier:
     def hosts(self) -> dict[str, int]:
         return self._hosts
 
-    def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "") -> None:
+    def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "",
+                 facts: Sequence[tuple] = ()) -> None:
+        """``facts``: (status, etag, last_modified, content_hash, snapshot, gone, id) per URL
+        whose validators and last data should be kept for the next run."""
         self._begin()
         self.db.executemany("UPDATE urls SET state = 2 WHERE id = ?", [(i,) for i in ids])
+        if facts:
+            self.db.executemany(
+                "UPDATE urls SET status = ?, etag = ?, last_modified = ?, content_hash = ?, snapshot = ?, "
+                "gone = ? WHERE id = ?", facts)
         self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                             [("output_size", str(output_size)), ("output_tail", output_tail)])
         self.commit()
@@ -187,6 +199,19 @@ class SQLiteFrontier:
             self._hosts[job.host] += 1
         self._counts[QUEUED] += len(jobs)
         self._counts[LEASED] -= len(jobs)
+
+    def start_run(self) -> int:
+        """A new run of a scheduled crawl: every URL done in the last run is queued again,
+        except those that were gone (404/410). Returns how many were queued."""
+        self._begin()
+        n = self.db.execute("UPDATE urls SET state = 0 WHERE state = 2 AND gone = 0").rowcount
+        self.commit()
+        self._hosts.clear()
+        for host, c in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
+            self._hosts[host] = c
+        self._counts[QUEUED] += n
+        self._counts[DONE] -= n
+        return n
 
     def recover(self) -> int:
         self._begin()

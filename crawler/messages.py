@@ -18,10 +18,12 @@ class FetchJob:
     host: str  # politeness key: the lower-cased host name, port ignored
     depth: int
     referrer: str | None = None
-    # What an earlier run learned about this URL, for conditional requests.
+    # What an earlier run learned about this URL: validators for a conditional request,
+    # and the last extracted [rule, data, links] to record again if it is unchanged.
     etag: str | None = None
     last_modified: str | None = None
     content_hash: str | None = None
+    snapshot: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -45,7 +47,8 @@ class Page:
     # pickle looks its class up by name every time, and this happens once per page.
     def pack(self) -> tuple:
         j = self.job
-        return ((j.id, j.url, j.host, j.depth, j.referrer, j.etag, j.last_modified, j.content_hash),
+        return ((j.id, j.url, j.host, j.depth, j.referrer, j.etag, j.last_modified, j.content_hash,
+                 j.snapshot),
                 self.fetched_at, self.final_url, self.status, self.content_type, self.charset,
                 self.body, self.elapsed_ms, self.attempts, self.error, self.etag, self.last_modified)
 
@@ -64,9 +67,15 @@ class ParseResult:
     error_type: str | None = None
     content_hash: str | None = None
     changed: bool | None = None
+    # What the frontier keeps for the next run (see FetchJob).
+    status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    snapshot: bytes | None = None
 
     def pack(self) -> tuple:
-        return (self.job_id, self.line, self.links, self.error_type, self.content_hash, self.changed)
+        return (self.job_id, self.line, self.links, self.error_type, self.content_hash, self.changed,
+                self.status, self.etag, self.last_modified, self.snapshot)
 
     @staticmethod
     def unpack(t: tuple) -> "ParseResult":

@@ -39,14 +39,13 @@ from crawler.errors import AbortError, StateError
 from crawler.fetch import FetchAborted, FetchPolicy, RequestsFetcher, RetryLater, utc_now_iso
 from crawler.frontier import SQLiteFrontier
 from crawler.guard import AddressGuard
-from crawler.messages import FetchJob, Page, ParseResult
+from crawler.messages import FetchJob, Page
 from crawler.politeness import Scheduler
 from crawler.robots import RobotsCache
 from crawler.settings import Settings
 from crawler.urls import Scope, host_of
 from parsers.pool import ParserPool
-from parsers.worker import WorkerConfig
-from sinks.jsonl import encode, record_for
+from parsers.worker import WorkerConfig, error_result
 from sinks.writer import WriterProcess
 
 log = logging.getLogger("crawler")
@@ -54,6 +53,7 @@ request_log = logging.getLogger("crawler.requests")
 
 BATCH_LINES = 512  # records per write batch, at most
 BATCH_AGE = 0.05  # seconds a record may wait for its batch to fill
+GONE_STATUSES = (404, 410)  # recorded once, then never revisited by later runs
 
 
 def new_crawl_id() -> str:
@@ -75,6 +75,7 @@ class CrawlResult:
     resumed: bool = False
     done_total: int = 0
     queued_left: int = 0
+    run_number: int = 1
 
     @property
     def pages_per_second(self) -> float:
@@ -110,19 +111,38 @@ class StateLock:
         os.close(self.fd)
 
 
+def has_placeholders(path: str) -> bool:
+    return "{crawl_id}" in path or "{date}" in path
+
+
+def default_state_dir(output: str) -> Path:
+    """``<output>.state``; for an output path with {crawl_id} or {date} (one file per
+    run), ``crawl.state`` next to where those files go."""
+    if has_placeholders(output):
+        return Path(output).parent / "crawl.state"
+    return Path(f"{output}.state")
+
+
 class Crawl:
+    """One run of a crawl. With ``new_run`` (scheduled crawls), a state whose last run
+    finished starts another run over every URL it knows; an unfinished run is resumed."""
+
     def __init__(self, settings: Settings, seeds: list[str], *, output: str | os.PathLike,
-                 state_dir: str | os.PathLike | None = None, fresh: bool = False, progress=None):
+                 state_dir: str | os.PathLike | None = None, fresh: bool = False, progress=None,
+                 new_run: bool = False):
         self.settings = settings
         self.seeds = seeds
+        self.output_template = str(output)
         self.output = Path(output)
-        self.state_dir = Path(state_dir) if state_dir else Path(f"{self.output}.state")
+        self.state_dir = Path(state_dir) if state_dir else default_state_dir(self.output_template)
         self.fresh = fresh
+        self.new_run = new_run
         self.progress = progress
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self._stop_reason: str | None = None
         self.leased: dict[int, FetchJob] = {}
+        self.facts: dict[int, tuple] = {}  # what the frontier keeps per URL, until acked
         self.stats: Counter = Counter()
         self.errors: Counter = Counter()
         self._aborted = False
@@ -137,11 +157,9 @@ class Crawl:
     def _prepare_state(self) -> None:
         if self.fresh:
             shutil.rmtree(self.state_dir, ignore_errors=True)
-            if self.output.exists():
+            if not has_placeholders(self.output_template) and self.output.exists():
                 self.output.write_bytes(b"")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.output.parent and not self.output.parent.exists():
-            self.output.parent.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> CrawlResult:
         self._prepare_state()
@@ -167,23 +185,27 @@ class Crawl:
         try:
             recovered = frontier.recover()
             before = frontier.counts()
-            resumed = before.done > 0 or before.queued > 0
-            crawl_id = frontier.get_meta("crawl_id")
-            if crawl_id is None:
-                crawl_id = new_crawl_id()
-                frontier.set_meta("crawl_id", crawl_id)
-            committed = frontier.get_meta("output_size")
+            crawl_id, run_number, requeued = self._begin_run(frontier)
+            resumed = requeued is None and (before.done > 0 or before.queued > 0)
+            self.output = Path(self.output_template.replace("{crawl_id}", crawl_id)
+                               .replace("{date}", frontier.get_meta("run_started")[:10]))
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            same_file = frontier.get_meta("output_path") == str(self.output)
+            committed = frontier.get_meta("output_size") if same_file else None
             writer = WriterProcess(ctx, str(self.output), int(committed) if committed is not None else None,
-                                   frontier.get_meta("output_tail") or None)
+                                   frontier.get_meta("output_tail") if same_file else None)
             status, message = writer.handshake()
             if status != "ready":
                 raise (StateError if status in ("locked", "short", "replaced") else AbortError)(message)
             if committed is None:
-                # A new crawl appends after whatever the file already held.
+                # A new output file, or a new crawl appending after what the file held.
+                frontier.set_meta("output_path", str(self.output))
                 frontier.complete([], writer.size, writer.tail)
             if resumed:
                 log.warning("resuming crawl %s: %d done, %d queued%s", crawl_id, before.done,
                             before.queued, f" ({recovered} in flight were re-queued)" if recovered else "")
+            elif requeued:
+                log.warning("run %d (%s): revisiting %d known URLs", run_number, crawl_id, requeued)
             new = frontier.add((url, host_of(url), 0, None) for url in self.seeds)
             if resumed and new:
                 log.warning("added %d new seed(s) to the resumed crawl", new)
@@ -193,7 +215,7 @@ class Crawl:
             user_agent = s.crawl.user_agent or default_user_agent()
             config = WorkerConfig(crawl_id=crawl_id, rules=s.parse.rules, scope=scope,
                                   obey_robots=s.crawl.obey_robots, max_depth=s.crawl.max_depth,
-                                  max_links=s.crawl.max_links_per_page)
+                                  max_links=s.crawl.max_links_per_page, recrawl=run_number > 1)
             pool = ParserPool(s.parse_workers, config, on_result=lambda r: self.events.put(("result", r)))
             guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
                                  trusted_hosts={host_of(u) for u in self.seeds})
@@ -203,7 +225,8 @@ class Crawl:
             if s.crawl.obey_robots:
                 policy.robots = RobotsCache(user_agent, fetcher.fetch_robots)
             threads = self._start_fetchers(fetcher, scheduler, pool, crawl_id)
-            result = CrawlResult(crawl_id=crawl_id, output=str(self.output), resumed=resumed)
+            result = CrawlResult(crawl_id=crawl_id, output=str(self.output), resumed=resumed,
+                                 run_number=run_number)
             started = time.monotonic()
             try:
                 self._coordinate(frontier, scheduler, writer, pool, result)
@@ -214,6 +237,9 @@ class Crawl:
             counts = frontier.counts()
             result.done_total, result.queued_left = counts.done, counts.queued
             result.interrupted = self._stop_reason is not None
+            if not result.interrupted:
+                frontier.set_meta("run_status", "finished")
+                frontier.set_meta("run_finished", utc_now_iso())
             return result
         finally:
             scheduler.close()
@@ -230,6 +256,20 @@ class Crawl:
                 frontier.close()
             except sqlite3.Error as exc:  # already failing; what was committed stays committed
                 log.error("crawl state: %s", exc)
+
+    def _begin_run(self, frontier: SQLiteFrontier) -> tuple[str, int, int | None]:
+        """(crawl_id, run number, URLs re-queued for a new run or None when resuming)."""
+        crawl_id = frontier.get_meta("crawl_id")
+        run_number = int(frontier.get_meta("run_number") or 0)
+        finished = frontier.get_meta("run_status") == "finished"
+        if crawl_id is not None and not (self.new_run and finished):
+            return crawl_id, run_number, None
+        requeued = frontier.start_run() if crawl_id is not None else 0
+        crawl_id, run_number = new_crawl_id(), run_number + 1
+        for key, value in (("crawl_id", crawl_id), ("run_number", str(run_number)),
+                           ("run_status", "running"), ("run_started", utc_now_iso())):
+            frontier.set_meta(key, value)
+        return crawl_id, run_number, requeued
 
     def _make_fetcher(self, policy: FetchPolicy, guard: AddressGuard):
         if self.settings.fetch.engine == "async":
@@ -282,8 +322,7 @@ class Crawl:
             request_log.info("%s %s (%.0f ms, %d attempt%s)", what, job.url, page.elapsed_ms,
                              page.attempts, "" if page.attempts == 1 else "s")
         if page.error is not None:
-            line = encode(record_for(page, crawl_id))
-            self.events.put(("result", ParseResult(job.id, line, error_type=page.error[0])))
+            self.events.put(("result", error_result(page, crawl_id)))
             return
         try:
             pool.submit(page)
@@ -321,6 +360,11 @@ class Crawl:
                             to_fill.update(h for _, h in item.links)
                     if item.error_type:
                         self.errors[item.error_type] += 1
+                    if item.error_type is None:
+                        self.facts[item.job_id] = (item.status, item.etag, item.last_modified,
+                                                   item.content_hash, item.snapshot, 0, item.job_id)
+                    elif item.status in GONE_STATUSES:
+                        self.facts[item.job_id] = (item.status, None, None, None, None, 1, item.job_id)
                     if not batch_ids:
                         batch_started = time.monotonic()
                     batch_ids.append(item.job_id)
@@ -337,7 +381,8 @@ class Crawl:
             for msg in writer.receive():
                 if msg[0] == "ack":
                     _, ids, size, tail = msg
-                    frontier.complete(ids, size, tail)
+                    facts = [self.facts.pop(i) for i in ids if i in self.facts]
+                    frontier.complete(ids, size, tail, facts)
                     for i in ids:
                         self.leased.pop(i, None)
                     result.pages += len(ids)

@@ -11,6 +11,7 @@ import signal
 import threading
 from dataclasses import dataclass
 
+import orjson
 from lxml import etree
 
 from crawler.messages import Page, ParseResult
@@ -38,6 +39,7 @@ class WorkerConfig:
     obey_robots: bool
     max_depth: int
     max_links: int
+    recrawl: bool = False  # a later run of a scheduled crawl: set `changed`
 
 
 class WorkerState:
@@ -81,18 +83,29 @@ def is_html(page: Page) -> bool:
 
 
 def parse_page(page: Page, state: WorkerState) -> ParseResult:
+    """One page in, one record (and its new links) out.
+
+    On a recrawl (``config.recrawl``) a page that answered 304, or whose body hashes as
+    before, is not parsed: its record repeats the data kept from the last parse, with
+    ``changed: false``. Every other page of a recrawl is ``changed: true``; on a first
+    crawl ``changed`` is null.
+    """
     cfg = state.config
     job = page.job
     if page.error is not None:
-        return ParseResult(job.id, encode(record_for(page, cfg.crawl_id)), error_type=page.error[0])
+        return error_result(page, cfg.crawl_id)
     digest = content_hash(page.body) if page.body else None
-    if page.status == 304 or (digest is not None and digest == job.content_hash):
-        record = record_for(page, cfg.crawl_id, changed=False)
-        return ParseResult(job.id, encode(record), content_hash=job.content_hash, changed=False)
-    changed = True if job.content_hash else None
+    facts = dict(status=page.status, etag=page.etag or job.etag,
+                 last_modified=page.last_modified or job.last_modified)
+    if job.snapshot is not None and (page.status == 304 or (digest is not None and digest == job.content_hash)):
+        rule, data, links = orjson.loads(job.snapshot)
+        record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False)
+        return ParseResult(job.id, encode(record), changed=False, content_hash=job.content_hash,
+                           snapshot=job.snapshot, **facts)
+    changed = True if cfg.recrawl else None
     if not is_html(page):
-        return ParseResult(job.id, encode(record_for(page, cfg.crawl_id, changed=changed)),
-                           content_hash=digest, changed=changed)
+        return ParseResult(job.id, encode(record_for(page, cfg.crawl_id, changed=changed)), changed=changed,
+                           content_hash=digest, snapshot=snapshot(None, {}, 0), **facts)
     try:
         text, _ = decode(page.body, page.charset)
         tree = etree.fromstring(text.encode("utf-8"), state.parser) if text.strip() else None
@@ -108,13 +121,24 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
             links = []
         else:
             links = state.new_links(links)
-        record = record_for(page, cfg.crawl_id, rule=rule.name if rule else None, data=data,
-                            links=found, changed=changed)
-        return ParseResult(job.id, encode(record), links, content_hash=digest, changed=changed)
+        rule_name = rule.name if rule else None
+        record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed)
+        return ParseResult(job.id, encode(record), links, changed=changed, content_hash=digest,
+                           snapshot=snapshot(rule_name, data, found), **facts)
     except Exception as exc:  # hostile HTML or a failing user callable: one parse error record
         message = f"{type(exc).__name__}: {exc}"[:500]
         record = record_for(page, cfg.crawl_id, error=("parse", message), changed=changed)
-        return ParseResult(job.id, encode(record), error_type="parse", content_hash=digest)
+        return ParseResult(job.id, encode(record), error_type="parse", status=page.status)
+
+
+def error_result(page: Page, crawl_id: str) -> ParseResult:
+    """The record of a page that could not be fetched (it is never parsed)."""
+    return ParseResult(page.job.id, encode(record_for(page, crawl_id)), error_type=page.error[0],
+                       status=page.status)
+
+
+def snapshot(rule: str | None, data: dict, links: int) -> bytes:
+    return orjson.dumps([rule, data, links], default=str)
 
 
 def main(conn, config: WorkerConfig) -> None:
