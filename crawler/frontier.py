@@ -99,11 +99,16 @@ class SQLiteFrontier:
         self.db.executescript(SCHEMA)
         self._last_commit = time.monotonic()
         self._hosts: dict[str, int] = defaultdict(int)
-        for host, n in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
-            self._hosts[host] = n
+        self._reload_hosts()
         self._counts = {s: 0 for s in (QUEUED, LEASED, DONE)}
         for state, n in self.db.execute("SELECT state, count(*) FROM urls GROUP BY state"):
             self._counts[state] = n
+
+    def _reload_hosts(self) -> None:
+        """Recount queued URLs per host from the database (after bulk state changes)."""
+        self._hosts.clear()
+        for host, n in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
+            self._hosts[host] = n
 
     # -- transactions -------------------------------------------------------------
     # SQLite's own flag, not ours: after a failed write (disk full) SQLite may already
@@ -206,9 +211,7 @@ class SQLiteFrontier:
         self._begin()
         n = self.db.execute("UPDATE urls SET state = 0 WHERE state = 2 AND gone = 0").rowcount
         self.commit()
-        self._hosts.clear()
-        for host, c in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
-            self._hosts[host] = c
+        self._reload_hosts()
         self._counts[QUEUED] += n
         self._counts[DONE] -= n
         return n
@@ -218,9 +221,7 @@ class SQLiteFrontier:
         n = self.db.execute("UPDATE urls SET state = 0 WHERE state = 1").rowcount
         self.commit()
         if n:
-            self._hosts.clear()
-            for host, c in self.db.execute("SELECT host, count(*) FROM urls WHERE state = 0 GROUP BY host"):
-                self._hosts[host] = c
+            self._reload_hosts()
             self._counts[QUEUED] += n
             self._counts[LEASED] -= n
         return n
