@@ -10,6 +10,15 @@ Hosts that are ready sit in a heap keyed by the time they may next start. A fetc
 asks for "the next ready host", so a host that must wait never blocks fetchers that
 could serve another host; a thread only sleeps when *no* host is ready, and then
 only until the earliest one will be.
+
+Every request a job sends after its first one goes through the scheduler too:
+- a retry, a redirect hop to the same host, or the first request after robots.txt
+  was fetched waits for its host's turn (``wait_turn``), so the delay separates
+  *every* two request starts, robots.txt included;
+- a redirect hop to another host moves the job's slot (``move``): the job gives its
+  slot on the old host back, then waits like any other request for a free slot and
+  the delay on the new host. A job holds at most one slot at any moment, so two jobs
+  redirecting into each other's hosts cannot deadlock.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from typing import Callable
 
 from crawler.messages import FetchJob
 
+MOVE_POLL = 0.05  # seconds between looks at a full host, for a job moving onto it
+
 
 @dataclass(slots=True)
 class HostSlot:
@@ -35,6 +46,9 @@ class HostSlot:
     buffer: deque = field(default_factory=deque)
     version: int = 0  # bumps whenever the slot's heap entry is superseded
     queued: bool = False  # has a live heap entry
+    # The last turn handed out with a job: (job id, next_start before, next_start after),
+    # so that a job that sent no request after all can give its turn back.
+    last_grant: tuple[int, float, float] | None = None
 
 
 class Scheduler:
@@ -64,6 +78,9 @@ class Scheduler:
         self._in_flight = 0
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
+        # job id -> the slot a job holds after a redirect moved it off its own host
+        # (None: between two slots). Empty for almost every job, so done() stays cheap.
+        self._moved: dict[int, HostSlot | None] = {}
 
     # -- bookkeeping (caller holds the lock) -------------------------------------------
     def _slot(self, host: str) -> HostSlot:
@@ -139,11 +156,14 @@ class Scheduler:
                 return None, start - now
             heapq.heappop(heap)
             slot.queued = False
+            if slot.in_flight >= slot.concurrency or not slot.buffer:  # a moved job took the slot
+                continue
             job = slot.buffer.popleft()
             self._buffered -= 1
             slot.in_flight += 1
             self._in_flight += 1
-            slot.next_start = now + slot.delay
+            before, slot.next_start = slot.next_start, now + slot.delay
+            slot.last_grant = (job.id, before, slot.next_start)
             self._maybe_push(slot)
             if len(slot.buffer) < self.low_water:
                 self._hungry.add(slot.name)
@@ -166,45 +186,119 @@ class Scheduler:
                 self._cond.wait(wait)
 
     def done(self, job: FetchJob) -> None:
-        """The request for ``job`` is over: free its host slot."""
+        """The request for ``job`` is over: free its host slot (the one it holds now, if a
+        redirect moved it)."""
         with self._cond:
-            slot = self._slots[job.host]
-            slot.in_flight -= 1
+            slot = self._moved.pop(job.id, self._slots[job.host]) if self._moved else self._slots[job.host]
             self._in_flight -= 1
+            if slot is None:  # a move was abandoned: the job held no slot
+                return
+            slot.in_flight -= 1
             self._maybe_push(slot)
             if slot.buffer:
                 self._wake()
             elif slot.in_flight == 0 and not slot.buffer:
                 self._hungry.add(slot.name)
 
+    def _held(self, job: FetchJob) -> HostSlot | None:
+        if self._moved and job.id in self._moved:
+            return self._moved[job.id]
+        return self._slots[job.host]
+
+    def _turn_locked(self, job: FetchJob, host: str | None) -> float:
+        """Take the next request start for ``job`` on ``host`` (None: the host whose slot it
+        holds) and return 0.0, or return the seconds to wait before asking again."""
+        held = self._held(job)
+        if host is None:
+            if held is None:
+                raise RuntimeError(f"job {job.id} holds no host slot")
+            host = held.name
+        now = self.clock()
+        if held is not None and held.name == host:
+            slot = held
+        else:
+            if held is not None:  # give the old host's slot back before waiting for the new one
+                held.in_flight -= 1
+                self._maybe_push(held)
+                self._wake()
+                self._moved[job.id] = None
+            slot = self._slot(host)
+            if slot.in_flight >= slot.concurrency:
+                # done() wakes one waiter, which may be a fetcher instead of this job:
+                # poll too, so a hop never waits long for a slot that is already free.
+                return MOVE_POLL
+            if now < slot.next_start:
+                return slot.next_start - now
+            slot.in_flight += 1
+            if host == job.host:
+                del self._moved[job.id]
+            else:
+                self._moved[job.id] = slot
+        if now < slot.next_start:
+            return slot.next_start - now
+        slot.next_start = now + slot.delay
+        if slot.queued:  # its ready time moved (and it may have no free slot now): re-key
+            slot.version += 1
+            slot.queued = False
+            self._maybe_push(slot)
+        return 0.0
+
     def wait_turn(self, job: FetchJob, stop: threading.Event | None = None) -> bool:
-        """For a further attempt of a job that already holds its slot: wait until the
-        host's delay (or a Retry-After) has passed, then take the next start time."""
+        """For a further request of a job that already holds its slot (a retry, a redirect
+        hop, the request after robots.txt): wait until the host's delay (or a Retry-After)
+        has passed, then take the next start time. False if the crawl is stopping."""
+        return self.move(job, None, stop)
+
+    def move(self, job: FetchJob, host: str | None, stop: threading.Event | None = None) -> bool:
+        """For a redirect hop to ``host``: give back the slot ``job`` holds, then wait until
+        ``host`` has a free slot and its delay has passed, and take that slot (``done(job)``
+        frees it). To the host it holds already, this is ``wait_turn``. False if the crawl
+        is stopping (the job then holds no slot, and ``done(job)`` is still called)."""
         with self._cond:
-            slot = self._slots[job.host]
             while True:
                 if self._closed and stop is not None and stop.is_set():
                     return False
-                now = self.clock()
-                if now >= slot.next_start:
-                    slot.next_start = now + slot.delay
-                    if slot.queued:  # its ready time moved: re-key the heap entry
-                        self._push(slot)
+                wait = self._turn_locked(job, host)
+                if wait <= 0.0:
                     return True
-                self._cond.wait(slot.next_start - now)
+                self._cond.wait(wait)
 
     def try_turn(self, job: FetchJob) -> float:
         """``wait_turn`` for an event loop, without blocking: take the host's turn and
         return 0.0 if it has come, or return the seconds until it will."""
         with self._cond:
-            slot = self._slots[job.host]
-            now = self.clock()
-            if now < slot.next_start:
-                return slot.next_start - now
-            slot.next_start = now + slot.delay
+            return self._turn_locked(job, None)
+
+    def try_move(self, job: FetchJob, host: str) -> float:
+        """``move`` for an event loop, without blocking: 0.0 once ``job`` holds a slot on
+        ``host`` and its turn has come, else the seconds to wait before asking again."""
+        with self._cond:
+            return self._turn_locked(job, host)
+
+    def give_back_turn(self, job: FetchJob) -> None:
+        """``job`` sent no request after all (robots.txt said no, from its cache): its host
+        may start the next request as early as if ``job`` had never been handed out, so a
+        page of disallowed links does not cost its host a delay per link."""
+        with self._cond:
+            slot = self._slots.get(job.host)
+            grant = slot.last_grant if slot is not None else None
+            if grant is None or grant[0] != job.id or slot.next_start != grant[2]:
+                return  # another request started since: its turn stands
+            slot.next_start = grant[1]
+            slot.last_grant = None
             if slot.queued:
                 self._push(slot)
-            return 0.0
+            self._wake()
+
+    def note_start(self, host: str, at: float) -> None:
+        """A request to ``host`` started at ``at`` (robots.txt, fetched with a job's turn
+        before the host's delay was known): the next may start ``delay`` after it."""
+        with self._cond:
+            slot = self._slot(host)
+            if at + slot.delay > slot.next_start:
+                slot.next_start = at + slot.delay
+                if slot.queued:
+                    self._push(slot)
 
     def defer(self, host: str, seconds: float) -> None:
         """No request to ``host`` may start for ``seconds`` (Retry-After, robots trouble)."""
@@ -215,6 +309,7 @@ class Scheduler:
                 self._push(slot)
 
     def set_delay(self, host: str, delay: float) -> None:
+        """The host's own minimum delay (robots.txt Crawl-delay); never below per_host_delay."""
         with self._cond:
             slot = self._slot(host)
             slot.delay = max(self.delay, delay)
