@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crawler import __version__, PROJECT_URL
-from crawler.errors import AbortError, StateError
+from crawler.errors import AbortError, StateError, UsageError
 from crawler.fetch import FetchAborted, FetchPolicy, RequestsFetcher, RetryLater, utc_now_iso
 from crawler.frontier import SQLiteFrontier
 from crawler.guard import AddressGuard
@@ -162,6 +162,9 @@ class Crawl:
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> CrawlResult:
+        if self.settings.state.backend != "sqlite":
+            raise UsageError(f'{self.settings.source}: [state] backend = "{self.settings.state.backend}" '
+                             'is not available in this version; use "sqlite"')
         self._prepare_state()
         lock = StateLock(self.state_dir)
         try:

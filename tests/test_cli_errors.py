@@ -54,3 +54,10 @@ def test_no_valid_seed_exits_2(cli, tmp_path):
 def test_unknown_flag_exits_2(cli):
     run = cli("crawl", "--max-pagez", "3")
     assert run.code == 2
+
+
+def test_redis_backend_is_refused_until_it_exists(one_page, cli):
+    run = cli("crawl", one_page.url("127.0.0.1"), "-o", "out.jsonl", settings='[state]\nbackend = "redis"\n')
+    assert run.code == 2
+    assert '[state] backend = "redis" is not available' in error_line(run)
+    assert one_page.hits() == 0
