@@ -92,8 +92,10 @@ def write_fixture(path: str, lines: int, seed: int = 7) -> None:
             f.write(b"\n".join(batch) + b"\n")
 
 
-def run_once(cmd: list[str]) -> tuple[float, int, int, int | None, bytes]:
-    """(wall s, peak tree RSS, peak tree PSS, /usr/bin/time max RSS or None, stdout); bytes."""
+def run_once(cmd: list[str]) -> tuple[float, int, int, int | None, float | None, bytes]:
+    """(wall s, peak tree RSS, peak tree PSS, /usr/bin/time max RSS or None, CPU s or None,
+    stdout); sizes in bytes. CPU is user + system time of the whole tree (pool workers are
+    waited for, so their time is in it)."""
     time_bin = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
     full = [time_bin, "-v", *cmd] if time_bin else cmd
     started = time.perf_counter()
@@ -122,7 +124,8 @@ def run_once(cmd: list[str]) -> tuple[float, int, int, int | None, bytes]:
     if proc.returncode != 0:
         raise SystemExit(f"inspect failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
     match = re.search(rb"Maximum resident set size \(kbytes\): (\d+)", err)
-    return wall, peak, peak_pss, int(match.group(1)) * 1024 if match else None, out
+    cpu = [float(m) for m in re.findall(rb"(?:User|System) time \(seconds\): ([\d.]+)", err)]
+    return wall, peak, peak_pss, int(match.group(1)) * 1024 if match else None, sum(cpu) if cpu else None, out
 
 
 def main() -> int:
@@ -146,17 +149,24 @@ def main() -> int:
         print("command:", " ".join(["crawler", *cmd[3:]]))
         runs = []
         for _ in range(args.repeat):
-            wall, peak, peak_pss, time_rss, out = run_once(cmd)
+            wall, peak, peak_pss, time_rss, cpu, out = run_once(cmd)
             summary = orjson.loads(out)
             assert summary["lines"] == args.lines and summary["bad_lines"]["count"] == 0, summary["bad_lines"]
-            runs.append((wall, peak, peak_pss))
+            runs.append((wall, peak, peak_pss, cpu))
             print(f"  run: {wall:6.2f} s  {args.lines / wall:>10,.0f} lines/s  peak RSS (tree) "
                   f"{peak / 2**20:6.1f} MiB  PSS (tree) {peak_pss / 2**20:6.1f} MiB"
-                  + (f"  time -v: {time_rss / 2**20:.1f} MiB" if time_rss else ""))
+                  + (f"  time -v: {time_rss / 2**20:.1f} MiB" if time_rss else "")
+                  + (f"  CPU {cpu:.2f} s, load {os.getloadavg()[0]:.1f}" if cpu else ""))
         best = min(runs)
         print(f"best: {args.lines / best[0]:,.0f} lines/s; peak RSS {max(r[1] for r in runs) / 2**20:.1f} MiB, "
               f"PSS {max(r[2] for r in runs) / 2**20:.1f} MiB (worst of {len(runs)} runs); "
               f"{psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+        cpus = [r[3] for r in runs if r[3]]
+        if cpus:
+            # Other work on the machine stretches wall time but hardly CPU time; this is the
+            # rate the same CPU time gives when it has the cores to itself.
+            print(f"CPU: best {min(cpus):.2f} s for the tree = {args.lines / min(cpus):,.0f} lines per CPU-second, "
+                  f"{args.lines * psutil.cpu_count() / min(cpus):,.0f} lines/s on {psutil.cpu_count()} idle cores")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
