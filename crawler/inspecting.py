@@ -18,13 +18,27 @@ Which mode runs:
 - otherwise (or with ``--summary``): print a summary of the (matching) records.
 - ``--report FILE.html`` also writes a self-contained HTML report (crawler/report.py).
 
-Expressions (``--where``) are JMESPath with a few additions; see crawler/query.py and
-``crawler inspect --help``. Exit codes: 0 ok, 1 ``--validate`` found bad lines, 2 usage error
-(one line on stderr naming the problem), 130 interrupted.
+Expressions (``--where``) are JMESPath evaluated on each record, plus bare numbers,
+``and``/``or``/``not``, ``true``/``false``/``null``, ``re_search(pattern, value)`` and
+``host(url)``; strings take single quotes (details in crawler/query.py)::
 
-Module map: sources.py (reading), scanning.py (the pass over lines), summary.py (the numbers),
-summary_view.py (printing them), query.py (--where/--fields), record_output.py (--format),
-diffing.py, follow.py, report.py + svg_charts.py.
+    status >= 400
+    error.type == 'timeout'
+    to_number(data.price) < 20
+    re_search('/products/[0-9]+$', url)
+    (error.type == 'timeout' or error.type == 'connection') and not (depth > 2)
+    changed == true and data.title != null
+
+``not`` binds tighter than a comparison, as in JMESPath: write ``not (depth > 2)``.
+``--fields url,status,data.title`` takes paths in the same syntax.
+
+Exit codes: 0 ok, 1 ``--validate`` found bad lines, 2 usage error (one line on stderr naming
+the problem), 130 interrupted.
+
+Module map: sources.py (reading), scanning.py (the pass over lines), sinks/schema.py (what a
+valid record is), summary.py + latency.py (the numbers), summary_view.py (printing them),
+query.py (--where/--fields), record_output.py (--format), validating.py, diffing.py,
+follow.py, report.py + svg_charts.py.
 """
 
 from __future__ import annotations
@@ -45,7 +59,8 @@ EXIT_OK, EXIT_BAD_LINES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXPRESSION_HELP = """\
 expressions (--where): JMESPath evaluated on each record, plus bare numbers,
 and/or/not, true/false/null, re_search(pattern, value) and host(url).
-Strings take single quotes. Examples:
+Strings take single quotes; "not" binds tighter than comparisons: not (depth > 2).
+Examples:
   --where "status >= 400"
   --where "error.type == 'timeout'"
   --where "to_number(data.price) < 20"

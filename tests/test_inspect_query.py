@@ -57,6 +57,7 @@ def price(r: dict) -> float | None:
     ("error.type == 'http' || depth > `2`", lambda r: (r["error"] and r["error"]["type"] == "http") or r["depth"] > 2),
     ("changed == true && data.title != null", lambda r: r["changed"] is True and r["data"].get("title") is not None),
     ("error != null", lambda r: r["error"] is not None),
+    ("error != null and not (depth > 1)", lambda r: r["error"] is not None and not r["depth"] > 1),
     ("host(url) == 'blog.example.com'", lambda r: "//blog.example.com/" in r["url"]),
 ])
 def test_where_selects_exactly_the_matching_records(crawl, expression, predicate):
