@@ -29,7 +29,7 @@ from crawler.errors import UsageError
 from crawler.inspecting import warn
 from crawler.query import Fields, compile_where
 from crawler.record_output import make_writer
-from crawler.scanning import scan_lines
+from crawler.scanning import check_line, scan_lines, scan_structs
 from crawler.sources import BLOCK, MAX_LINE, Source
 from crawler.summary import Summary
 from crawler.summary_view import fmt_ms, render_summary
@@ -104,11 +104,7 @@ def run_follow(sources: list[Source], args: argparse.Namespace, console: Console
     tails = [Tail(source) for source in sources]
     deadline = None if args.follow_timeout is None else time.monotonic() + args.follow_timeout
     try:
-        backlog: deque[dict] = deque(maxlen=BACKLOG)
-        for tail in tails:
-            while chunk := tail.read_new():
-                _feed(tail, chunk, summary, where, backlog.append)
-        for rec in backlog:
+        for rec in _read_backlog(tails, summary, where):
             writer.write(rec)
         writer.flush()
         rolling = Rolling(summary, args.summary_every)
@@ -129,6 +125,27 @@ def run_follow(sources: list[Source], args: argparse.Namespace, console: Console
         return 130
     _finish(writer, tails, summary, sources, err)
     return 0
+
+
+def _read_backlog(tails: list[Tail], summary: Summary, where) -> deque[dict]:
+    """Read what the files hold already; return the last BACKLOG matching records.
+
+    Without --where this takes the summary's fast path (a file may already hold millions of
+    lines) and decodes only the last few lines as dicts.
+    """
+    backlog: deque[dict] = deque(maxlen=BACKLOG)
+    for tail in tails:
+        while chunk := tail.read_new():
+            if where is not None:
+                _feed(tail, chunk, summary, where, backlog.append)
+                continue
+            tail.lines += scan_structs(io.BytesIO(chunk), tail.source.name, summary.add_batch, summary.bad,
+                                       line_offset=tail.lines)
+            for line in chunk.rsplit(b"\n", BACKLOG + 1)[-BACKLOG - 1:]:
+                rec, _ = check_line(line, torn=False) if line else (None, "")
+                if rec is not None:
+                    backlog.append(rec)
+    return backlog
 
 
 def _feed(tail: Tail, chunk: bytes, summary: Summary, where, emit) -> None:
