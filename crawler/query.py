@@ -11,10 +11,10 @@ it pleasant on a command line; plain JMESPath keeps working:
 - ``re_search(pattern, value)`` is true when the regex (Python ``re`` syntax) matches anywhere
   in a string value, and ``host(url)`` is a URL's host name.
 
-Strings are in single quotes: ``error.type == 'timeout'``. As in JMESPath, ``not`` binds
-tighter than a comparison: ``not depth > 2`` means ``(not depth) > 2``; write ``not (depth > 2)``. (In JMESPath ``"timeout"`` is a
-*field* named timeout; writing that at the top of an expression is refused with a hint.)
-Nothing is ever passed to ``eval``.
+Strings are in single quotes: ``error.type == 'timeout'``. (In JMESPath ``"timeout"`` is a
+*field* named timeout; writing that at the top of an expression is refused with a hint.) As in
+JMESPath, ``not`` binds tighter than a comparison: ``not depth > 2`` means ``(not depth) > 2``;
+write ``not (depth > 2)``. Nothing is ever passed to ``eval``.
 
 Examples::
 
