@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import wait
 from typing import Callable
@@ -46,6 +47,10 @@ MAX_DEATHS = 2  # strikes after which a page is recorded as a parse error
 # run dry between two pumps.
 WINDOW = 16
 MAX_RESPAWNS_WITHOUT_PROGRESS = 10  # then the pool is broken, not merely unlucky
+# A worker that has not finished the page at the head of its queue after this long is
+# stuck (a pathological document, a user callable that loops): it is killed, which
+# counts as a strike against that page like any other death.
+PARSE_TIMEOUT = 60.0
 
 
 class _Worker:
@@ -59,12 +64,16 @@ class _Worker:
         self.outstanding: deque[Page] = deque()
         self.ready = False
         self.closed = False  # its pipe reported EOF
+        self.head_since = time.monotonic()  # when the page at the head of `outstanding` got there
+        self.isolating = False  # holds one suspect page and nothing else
 
 
 class ParserPool:
     def __init__(self, workers: int, config: worker_mod.WorkerConfig,
-                 on_result: Callable[[ParseResult], None], *, capacity: int | None = None):
+                 on_result: Callable[[ParseResult], None], *, capacity: int | None = None,
+                 parse_timeout: float = PARSE_TIMEOUT):
         self.n = max(1, workers)
+        self.parse_timeout = parse_timeout
         self.config = config
         self.on_result = on_result
         self.ctx = mp.get_context("spawn")
@@ -72,6 +81,7 @@ class ParserPool:
         self.capacity = capacity or self.n * WINDOW * 2
         self._slots = threading.Semaphore(self.capacity)
         self._backlog: deque[Page] = deque()
+        self._suspects: deque[Page] = deque()
         self._deaths: dict[int, int] = {}
         self._pump_lock = threading.Lock()
         self._wake_r, self._wake_w = mp.Pipe(duplex=False)
@@ -143,14 +153,26 @@ class ParserPool:
             if not w.closed:
                 self._receive(w)
         for w in self.workers:
-            while w.ready and not w.closed and len(w.outstanding) < WINDOW and self._backlog:
-                page = self._backlog.popleft()
-                w.outstanding.append(page)
-                try:
-                    w.conn.send(page.pack())
-                except OSError:
-                    w.closed = True  # the death is handled when its sentinel fires
-                    break
+            if not w.ready or w.closed or w.isolating:
+                continue
+            if self._suspects:
+                # Suspects go alone to an empty worker; meanwhile no worker takes new pages,
+                # so that the workers drain and the suspects get through.
+                if not w.outstanding:
+                    w.isolating = True
+                    self._send(w, self._suspects.popleft())
+                continue
+            while len(w.outstanding) < WINDOW and self._backlog and not w.closed:
+                self._send(w, self._backlog.popleft())
+
+    def _send(self, w: _Worker, page: Page) -> None:
+        if not w.outstanding:
+            w.head_since = time.monotonic()
+        w.outstanding.append(page)
+        try:
+            w.conn.send(page.pack())
+        except OSError:
+            w.closed = True  # the death is handled when its sentinel fires
 
     def _receive(self, w: _Worker) -> None:
         """Take every message waiting from ``w``."""
@@ -160,6 +182,8 @@ class ParserPool:
                 if kind == "ready":
                     w.ready = True
                     continue
+                w.head_since = time.monotonic()
+                w.isolating = False
                 for packed in payload:  # results, in the order the pages were sent
                     page = w.outstanding.popleft()
                     self._deaths.pop(page.job.id, None)
@@ -190,8 +214,16 @@ class ParserPool:
                 except OSError:
                     pass
 
+    def _kill_stuck(self) -> None:
+        now = time.monotonic()
+        for w in self.workers:
+            if w.outstanding and now - w.head_since > self.parse_timeout and w.process.is_alive():
+                log.warning("parser process %s spent over %.0fs on %s; killing it", w.process.pid,
+                            self.parse_timeout, w.outstanding[0].job.url)
+                w.process.kill()
+
     def _idle(self) -> bool:
-        return not self._backlog and all(not w.outstanding for w in self.workers)
+        return not self._backlog and not self._suspects and all(not w.outstanding for w in self.workers)
 
     def _loop(self) -> None:
         while True:
@@ -199,6 +231,7 @@ class ParserPool:
                 if self._broken is not None:
                     return
                 self._pump()
+                self._kill_stuck()
                 if self._closing and self._idle():
                     return
                 waitables = [self._wake_r]
@@ -219,23 +252,25 @@ class ParserPool:
     def _replace(self, dead: _Worker) -> None:
         dead.process.join(1)
         code = dead.process.exitcode
-        if self._closing and not dead.outstanding and not self._backlog:
+        if self._closing and not dead.outstanding and not self._backlog and not self._suspects:
             return  # an orderly exit after the sentinel
         self.deaths += 1
         self._respawns_without_progress += 1
         log.warning("parser process %s died (exit code %s); replacing it", dead.process.pid, code)
-        if dead.outstanding:
-            head = dead.outstanding[0]
-            strikes = self._deaths.get(head.job.id, 0) + 1
-            self._deaths[head.job.id] = strikes
-            rest = list(dead.outstanding)
+        held = list(dead.outstanding)
+        if len(held) == 1:  # certainly this page's doing
+            page = held[0]
+            strikes = self._deaths.get(page.job.id, 0) + 1
+            self._deaths[page.job.id] = strikes
             if strikes >= MAX_DEATHS:
-                rest.pop(0)
-                self._deaths.pop(head.job.id, None)
+                self._deaths.pop(page.job.id, None)
                 message = f"parser process died {strikes} times on this page (exit code {code})"
-                record = record_for(head, self.config.crawl_id, error=("parse", message))
-                self._deliver(ParseResult(head.job.id, encode(record), error_type="parse"))
-            self._backlog.extendleft(reversed(rest))
+                record = record_for(page, self.config.crawl_id, error=("parse", message))
+                self._deliver(ParseResult(page.job.id, encode(record), error_type="parse"))
+            else:
+                self._suspects.appendleft(page)
+        else:
+            self._suspects.extendleft(reversed(held))
         if self._respawns_without_progress > MAX_RESPAWNS_WITHOUT_PROGRESS:
             self.terminate_broken(RuntimeError(
                 f"parser processes keep dying (last exit code {code}); see the log"))

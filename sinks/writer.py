@@ -157,7 +157,12 @@ class WriterProcess:
         return self.unacked < self.MAX_UNACKED
 
     def send(self, ids: list[int], data: bytes) -> None:
-        self.conn.send((ids, data))
+        try:
+            self.conn.send((ids, data))
+        except OSError:
+            from crawler.errors import AbortError
+
+            raise AbortError(f"output writer died (exit code {self.process.exitcode})") from None
         self.unacked += 1
 
     def receive(self, timeout: float = 0.0) -> list[tuple]:
