@@ -340,7 +340,7 @@ def run_fetch(policy: FetchPolicy, job: FetchJob, send: Callable[[str, dict], Re
     except RetryableStatus as exc:  # retries used up: record the last answer
         response, error = exc.response, HTTPStatusError(str(exc), status=exc.status)
     except FetchError as exc:
-        response, error = None, exc
+        response, error = getattr(exc, "response", None), exc  # TooLarge keeps the status
         if sent == 0 and robots_cached and isinstance(exc, RobotsDenied) and policy.scheduler is not None:
             policy.scheduler.give_back_turn(job)
     elapsed = (time.monotonic() - started) * 1000
@@ -380,8 +380,14 @@ def _connection_class(base, guard: AddressGuard | None):
                 raise ConnectTimeoutError(self, f"connection to {self.host} timed out") from exc
             except OSError as exc:
                 raise NewConnectionError(self, f"failed to establish a new connection: {exc}") from exc
-            _arm(sock)  # covers the TLS handshake too
+            _arm(sock)
             return sock
+
+        def connect(self):
+            super().connect()
+            alarm = getattr(_current, "alarm", None)
+            if alarm is not None and alarm.sock is not self.sock:  # wrapped in TLS
+                WATCHDOG.retarget(alarm, self.sock)
 
         def getresponse(self, *args, **kwargs):
             _arm(self.sock)  # a reused keep-alive connection
@@ -516,7 +522,11 @@ class RequestsFetcher:
                     body += chunk
                     if len(body) > cap:
                         if ok and not truncate:
-                            raise TooLarge(f"body larger than max_bytes={cap}: {url}")
+                            too_large = TooLarge(f"body larger than max_bytes={cap}: {url}")
+                            too_large.response = Response(  # the record still shows the answer
+                                url, resp.status_code, {k.lower(): v for k, v in resp.headers.items()},
+                                b"", (time.monotonic() - started) * 1000)
+                            raise too_large
                         del body[cap:]
                         break
                     if time.monotonic() >= deadline:

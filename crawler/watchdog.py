@@ -10,6 +10,10 @@ fetcher reports a timeout (``Alarm.fired`` tells it why the read ended).
 
 ``disarm`` and the firing happen under one lock: once ``disarm`` has returned, the
 socket is never touched again, so it can go back to a connection pool.
+
+With TLS the alarm is armed on the plain socket once connected and moved to the TLS
+socket once the handshake is done (``retarget``); during the handshake itself only
+the socket timeout bounds each read.
 """
 
 from __future__ import annotations
@@ -53,6 +57,14 @@ class Watchdog:
                 self._cond.notify()
         return alarm
 
+    def retarget(self, alarm: Alarm, sock: socket.socket) -> None:
+        """The request's socket was replaced (wrapped in TLS): watch the new one."""
+        with self._cond:
+            if alarm.fired:
+                _shutdown(sock)
+            elif alarm.armed:
+                alarm.sock = sock
+
     def disarm(self, alarm: Alarm) -> None:
         with self._cond:
             alarm.armed = False
@@ -77,13 +89,19 @@ class Watchdog:
                 _, _, alarm = heapq.heappop(heap)
                 alarm.fired = True
                 alarm.armed = False
-                try:
-                    # The plain-socket method: on an SSLSocket, its own shutdown() would also
-                    # drop the TLS object under the feet of the thread reading from it.
-                    socket.socket.shutdown(alarm.sock, socket.SHUT_RDWR)
-                except OSError:  # already closed
-                    pass
+                _shutdown(alarm.sock)
                 alarm.sock = None
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        # The plain-socket method: on an SSLSocket, its own shutdown() would also drop
+        # the TLS object under the feet of the thread reading from it. A socket object
+        # that was closed (or detached) meanwhile has no descriptor any more, so this
+        # can never hit a descriptor the system has since given to another socket.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
 
 
 WATCHDOG = Watchdog()

@@ -154,3 +154,27 @@ def test_a_robots_fetch_counts_as_a_start_for_the_crawl_delay():
     s.note_start("a", 100.0)
     clock.now = 101.0
     assert s.try_turn(first) == 1.0  # the page request waits 2 s after robots.txt
+
+
+def test_a_redirect_to_another_host_obeys_that_hosts_concurrency(tmp_path):
+    site = Site()
+    a, b = "127.0.0.1", "127.0.0.2"
+    with SiteServer(site, [a, b]) as server:
+        for i in range(5):
+            site.add(a, f"/r/{i}", Response.redirect(server.url(b, f"/landing/{i}")))
+        site.add(b, "/", index(5, prefix="/b/"))
+        site.add(b, "*", Response.html("<title>b</title>", delay=0.25))
+        run = crawl(tmp_path, server, [server.url(a, f"/r/{i}") for i in range(5)] + [server.url(b, "/")], """
+[crawl]
+max_depth = 1
+[fetch]
+concurrency = 8
+per_host_concurrency = 1
+per_host_delay = 0
+[parse]
+workers = 1
+""")
+        landed = {r["url"]: r["final_url"] for r in run.records if "/r/" in r["url"]}
+        assert landed == {server.url(a, f"/r/{i}"): server.url(b, f"/landing/{i}") for i in range(5)}
+        assert server.hits(b) == 1 + 1 + 5 + 5  # robots.txt, /, its 5 pages, 5 landings
+        assert server.max_in_flight(b) == 1  # the hops waited for b's one slot
