@@ -194,7 +194,7 @@ class FetchPolicy:
         if self.robots is None:
             return False
         fetched = not self.robots.is_cached(url)
-        asked = time.monotonic()
+        asked = self.scheduler.clock() if self.scheduler is not None else 0.0
         try:
             allowed, delay = self.robots.check(url)
         except RobotsUnavailable as exc:

@@ -196,3 +196,25 @@ def test_obey_robots_false_turns_off_robots_txt_and_page_directives(tmp_path):
         assert server.hits(H, "/a") == 1 and server.hits(H, "/b") == 1
         home = next(r for r in run.records if r["url"] == server.url(H, "/"))
         assert home["data"] == {"title": "home"}  # noindex ignored too
+
+
+def test_crawl_delay_is_honoured_up_to_max_crawl_delay():
+    from crawler.politeness import Scheduler
+
+    clock = Clock()
+    scheduler = Scheduler(1, 0.0, clock=clock)
+    settings = load_settings(None, {"fetch.max_crawl_delay": 3})
+    policy = FetchPolicy(settings.fetch, UA, scheduler=scheduler,
+                         robots=RobotsCache(UA, Answers(ok("User-agent: *\nCrawl-delay: 3600\n")), clock=clock))
+    first, second = job(1), job(2)
+    scheduler.offer([first, second])
+    assert scheduler.try_next()[0] is first
+    assert policy.check_robots(first.url, first.host) is True  # fetched just now
+    scheduler.done(first)
+    assert scheduler.try_next() == (None, 3.0)  # not an hour
+
+
+def job(i: int):
+    from crawler.messages import FetchJob
+
+    return FetchJob(id=i, url=f"http://a.test/{i}", host="a.test", depth=0)
