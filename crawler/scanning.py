@@ -38,7 +38,6 @@ from crawler.sources import (
     OVERLONG,
     Source,
     TruncatedInput,
-    iter_blocks,
     iter_line_batches,
     open_source,
     split_ranges,
@@ -111,25 +110,19 @@ def scan_structs(
 ) -> int:
     """Feed the good records of one open stream to ``on_batch(records, canonical_times)``.
 
-    The records are RecordStructs, a block's worth at a time. When the fast path
-    (sinks.schema.decode_batch) accepts a whole block, that is all; otherwise its lines are
+    The records are RecordStructs, a block's worth of lines at a time. When the fast path
+    (sinks.schema.decode_batch) accepts the whole batch, that is all; otherwise its lines are
     checked one by one (the good ones still arrive together). Returns the number of lines read.
     """
     lineno = line_offset
     with _no_gc():
         try:
-            for block, torn in iter_blocks(f, length):
-                if block is OVERLONG or torn:
-                    lines = [block]
+            for lines, torn in iter_line_batches(f, length):
+                recs = None if torn else decode_batch(lines)
+                if recs is not None:
+                    on_batch(recs, True)
                 else:
-                    lines = block.split(b"\n")
-                    lines.pop()  # the empty string after the last newline
-                    recs = decode_batch(lines)
-                    if recs is not None:
-                        on_batch(recs, True)
-                        lineno += len(lines)
-                        continue
-                on_batch(_checked_one_by_one(lines, torn, name, lineno, bad), False)
+                    on_batch(_checked_one_by_one(lines, torn, name, lineno, bad), False)
                 lineno += len(lines)
         except TruncatedInput as exc:
             bad.add(name, lineno + 1, str(exc))

@@ -132,51 +132,39 @@ def _chunks(f: BinaryIO, length: int | None) -> Iterator[bytes]:
         raise TruncatedInput(f"compressed data ends early or is corrupt ({broken})") from broken
 
 
-def iter_blocks(f: BinaryIO, length: int | None = None) -> Iterator[tuple[bytes | None, bool]]:
-    """Yield ``(block, torn)`` read from ``f`` (at most ``length`` bytes if given).
+def iter_line_batches(f: BinaryIO, length: int | None = None) -> Iterator[tuple[list, bool]]:
+    """Yield ``(lines, torn)``: lists of whole lines, without their ``\\n``, read from ``f``
+    (at most ``length`` bytes if given).
 
-    A block is whole lines, each ending in ``\\n``; blocks are about BLOCK bytes. The last one
-    may be a torn line (no ``\\n``), with ``torn`` True. A line longer than MAX_LINE is
-    yielded as OVERLONG (None), in place of its bytes. Raises TruncatedInput when a gzip
-    stream is cut short, after yielding every complete line before the cut.
+    Only the last batch can be torn: then it holds one line that had no ``\\n``. A line longer
+    than MAX_LINE appears as OVERLONG (None). Raises TruncatedInput when a gzip stream is cut
+    short, after yielding every complete line before the cut.
     """
+    # Each chunk is split as it is, and only the line that straddles two chunks is glued
+    # back together: the bytes are copied once, into the lines, and never into a bigger block.
     rest = b""  # the start of a line whose end has not been read yet
     skipping = False  # inside an overlong line: drop bytes until its newline
-    for block in _chunks(f, length):
-        cut = block.rfind(b"\n") + 1
-        if not cut:  # no line ends in this block
+    for chunk in _chunks(f, length):
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:  # no line ends in this chunk
             if not skipping:
-                rest += block
+                rest += chunk
                 if len(rest) > MAX_LINE:
                     rest, skipping = b"", True
             continue
-        head, tail = block[:cut], block[cut:]
         if skipping:
-            yield OVERLONG, False
-            head = head[head.index(b"\n") + 1:]
+            lines[0] = OVERLONG
             skipping = False
         elif rest:
-            head = rest + head
-        rest = tail
-        if head:
-            yield head, False
+            lines[0] = rest + lines[0]
+            if len(lines[0]) > MAX_LINE:
+                lines[0] = OVERLONG
+        rest = lines.pop()
+        yield lines, False
     if skipping:
-        yield OVERLONG, True
+        yield [OVERLONG], True
     elif rest:
-        yield rest, True
-
-
-def iter_line_batches(f: BinaryIO, length: int | None = None) -> Iterator[tuple[list, bool]]:
-    """iter_blocks() as lists of lines without their ``\n`` (OVERLONG stays None)."""
-    for block, torn in iter_blocks(f, length):
-        if block is OVERLONG:
-            yield [OVERLONG], torn
-        elif torn:
-            yield [block], True
-        else:
-            lines = block.split(b"\n")
-            lines.pop()  # the empty string after the last newline
-            yield lines, False
+        yield [rest], True
 
 
 def split_ranges(path: str, parts: int) -> list[tuple[int, int]]:

@@ -240,7 +240,7 @@ def decode_batch(lines: list[bytes]) -> list[RecordStruct] | None:
     """
     try:
         recs = list(map(_decode, lines))
-    except msgspec.DecodeError:  # ValidationError is a DecodeError
+    except (msgspec.DecodeError, TypeError):  # ValidationError is a DecodeError; None is no line
         return None
     return recs if _rules_msgspec_cannot_express(recs) else None
 

@@ -9,7 +9,7 @@ import random
 from fixtures.inspect_records import inspect_json, lines_of, record
 
 from crawler import sources
-from crawler.sources import OVERLONG, iter_blocks, iter_line_batches, split_ranges
+from crawler.sources import OVERLONG, iter_line_batches, split_ranges
 
 
 def random_lines(n: int, seed: int = 5) -> list[bytes]:
@@ -34,9 +34,9 @@ def test_a_line_longer_than_the_limit_is_reported_not_kept(monkeypatch):
     monkeypatch.setattr(sources, "BLOCK", 100)
     monkeypatch.setattr(sources, "MAX_LINE", 1000)
     data = b"short\n" + b"y" * 5000 + b"\nafter\n" + b"z" * 3000
-    blocks = list(iter_blocks(io.BytesIO(data)))
-    assert [b for b, _ in blocks if b is not OVERLONG] == [b"short\n", b"after\n"]
-    assert blocks.count((OVERLONG, False)) == 1 and blocks[-1] == (OVERLONG, True)
+    batches = list(iter_line_batches(io.BytesIO(data)))
+    assert [line for lines, _ in batches for line in lines] == [b"short", OVERLONG, b"after", OVERLONG]
+    assert batches[-1] == ([OVERLONG], True)
 
 
 def test_byte_ranges_start_and_end_on_line_boundaries(tmp_path):
@@ -68,3 +68,14 @@ def test_a_blank_line_is_a_bad_line(tmp_path):
     got = inspect_json(path)
     assert got["records"] == 2
     assert got["bad_lines"]["first"] == [{"file": str(path), "line": 2, "reason": "empty line"}]
+
+
+def test_an_overlong_line_is_one_bad_line_in_the_summary(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "BLOCK", 4096)
+    monkeypatch.setattr(sources, "MAX_LINE", 10_000)
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(lines_of([record()]) + b'{"url": "' + b"u" * 50_000 + b'"}\n' + lines_of([record()]))
+    got = inspect_json(path)
+    assert got["records"] == 2 and got["lines"] == 3
+    [bad] = got["bad_lines"]["first"]
+    assert bad["line"] == 2 and bad["reason"].startswith("line longer than")
