@@ -252,6 +252,8 @@ class ParserPool:
     def _replace(self, dead: _Worker) -> None:
         dead.process.join(1)
         code = dead.process.exitcode
+        if self._broken is not None:
+            return  # terminate_broken killed it: nothing to replace or report
         if self._closing and not dead.outstanding and not self._backlog and not self._suspects:
             return  # an orderly exit after the sentinel
         self.deaths += 1
