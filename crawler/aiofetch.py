@@ -3,19 +3,22 @@
 ::
 
     Scheduler ──try_next()──► dispatcher ──► fetch tasks (at most `concurrency`) ──Page──► hand-off ──► on_page
-        ▲   │ listener: work may be ready        │ FetchPolicy: robots, retries,           thread      (may block:
-        │   └──── call_soon_threadsafe ──────────┤ redirects, statuses, Page               (bounded    parser pool
-        └──────── done / requeue / try_turn ◄────┘                                          queue)      is full)
+      ▲   │ listener: work may be ready          │ FetchPolicy: robots, retries,           thread      (may block:
+      │   └──── call_soon_threadsafe ────────────┤ redirects, statuses, Page               (bounded    parser pool
+      └── done / requeue / try_turn / try_move ◄─┘                                          queue)      is full)
 
 - Dispatcher: starts a task for every job the scheduler hands out, while fewer than
   ``concurrency`` run. When nothing is ready it sleeps until the scheduler's listener
   wakes it, a task ends, or the earliest host becomes ready. Per-host limits stay the
   scheduler's business, enforced where a request starts, as for the threads engine.
 - Fetch tasks: ``fetch(job)``, the same steps as ``crawler.fetch.run_fetch`` over the
-  same ``FetchPolicy``. Retries are driven here from ``RetryPolicy`` (its budget, its
-  retryable errors, its waits) rather than through tenacity, whose blocking ``sleep``
-  hook does not fit a coroutine; each further attempt waits for its host's turn with
-  ``Scheduler.try_turn``, the non-blocking twin of ``wait_turn``.
+  same ``FetchPolicy``, with the waits made awaitable: a retry, a same-host redirect
+  hop and the request after a robots.txt fetch wait for the host's turn with
+  ``Scheduler.try_turn``; a hop to another host moves the job's slot with
+  ``Scheduler.try_move`` (the non-blocking twins of ``wait_turn`` and ``move``).
+  Retries are driven from ``RetryPolicy`` (its budget, its retryable errors, its
+  waits) rather than through tenacity, whose blocking ``sleep`` hook does not fit a
+  coroutine.
 - Hand-off thread: ``on_page`` submits to the parser pool and blocks while the pool is
   full, so it runs outside the loop. The queue to it is small and bounded: when it is
   full, fetch tasks wait, so a slow parser pool slows fetching down instead of
@@ -25,9 +28,12 @@
   ``_RobotsNeeded``; the task then fetches the file with aiohttp (once per origin,
   whoever else is waiting for it) and asks the cache again, which now finds the answer
   waiting. The cache keeps its own rules (expiry, retry of unreachable origins,
-  Crawl-delay), and no thread ever waits for the loop from inside the loop.
-- SSRF guard: ``GuardedConnector`` asks ``AddressGuard`` about the peer address of
-  every new connection before a request is written to it.
+  Crawl-delay, blocked origins), and no thread ever waits for the loop from inside it.
+- SSRF guard: ``GuardedConnector`` asks ``AddressGuard`` about every address before
+  connecting to it, and about the peer of every new connection before a request is
+  written to it, as ``guard.open_connection`` does for the threads engine.
+- Deadline: aiohttp's ``total`` timeout covers a whole exchange, headers and body, so
+  no watchdog thread is needed here.
 
 Shutdown: once the scheduler is closed the dispatcher starts nothing more and waits
 for its tasks. A task in a request finishes it (bounded by the deadline); a task
@@ -45,14 +51,26 @@ import queue
 import threading
 import time
 from typing import Callable
+from urllib.parse import urljoin
 
 import aiohttp
 from yarl import URL
 
-from crawler.errors import Blocked, ConnectError, FetchError, FetchTimeout, HTTPStatusError, TooLarge
+from crawler.errors import (
+    Blocked,
+    ConnectError,
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    RobotsDenied,
+    TooLarge,
+)
 from crawler.fetch import (
     CHUNK,
     ERROR_BODY_BYTES,
+    REDIRECT_STATUSES,
+    ROBOTS_MAX_BYTES,
+    ROBOTS_MAX_REDIRECTS,
     FetchAborted,
     FetchPolicy,
     Response,
@@ -63,11 +81,10 @@ from crawler.guard import AddressGuard
 from crawler.messages import FetchJob, Page
 from crawler.retry import RetryableStatus
 from crawler.robots import RobotsAnswer
+from crawler.urls import BadURL, canonicalize, host_of
 
 log = logging.getLogger("crawler")
 
-ROBOTS_LIMIT = 512 * 1024  # Google reads the first 500 KiB of a robots.txt
-ROBOTS_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
 # Pages waiting for the hand-off thread. Enough to ride over one slow submit; beyond
 # that, waiting belongs in the fetch tasks, which stop more requests from starting.
 HANDOFF_PAGES = 16
@@ -83,26 +100,39 @@ class _RobotsNeeded(Exception):
 
 
 class GuardedConnector(aiohttp.TCPConnector):
-    """A TCPConnector that checks the address each new connection actually reached.
+    """A TCPConnector that asks the SSRF guard twice, as ``guard.open_connection`` does:
 
-    ``_create_connection`` is the hook aiohttp's own connectors implement; the check runs
-    after the TCP (and TLS) handshake and before any request byte is sent, so DNS
-    rebinding cannot slip past it. A refused connection is closed and raises ``Blocked``.
+    - before connecting, about every address the host resolved to (or the IP literal):
+      refused addresses are dropped, so not even a SYN leaves for them, and a host whose
+      every address is refused raises ``Blocked``;
+    - after connecting, about the peer actually reached, before a request byte is sent.
+
+    ``_resolve_host`` and ``_create_connection`` are the two steps of aiohttp's
+    ``TCPConnector.connect``; the guard wraps each.
     """
 
     def __init__(self, guard: AddressGuard | None, **kw):
         super().__init__(**kw)
         self._guard = guard
 
+    async def _resolve_host(self, host, port, traces=None):
+        hosts = await super()._resolve_host(host, port, traces=traces)
+        if self._guard is None:
+            return hosts
+        name = host.rstrip(".")
+        allowed = [h for h in hosts if not self._guard.refuses(h["host"], name)]
+        if not allowed and hosts:
+            raise Blocked(self._guard.refuses(hosts[0]["host"], name))
+        return allowed
+
     async def _create_connection(self, req, traces, timeout):
         proto = await super()._create_connection(req, traces, timeout)
         if self._guard is None:
             return proto
-        host = req.url.raw_host or ""
+        host = (req.url.raw_host or "").rstrip(".")
         transport = proto.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
-        reason = (self._guard.refuses(peer[0], host) if peer
-                  else f"refused: no peer address for {host}")
+        reason = self._guard.refuses(peer[0], host) if peer else f"refused: no peer address for {host}"
         if reason:
             proto.close()
             raise Blocked(reason)
@@ -290,11 +320,9 @@ class AiohttpEngine:
 
     # -- one fetch -------------------------------------------------------------------------------
     async def fetch(self, job: FetchJob) -> Page:
-        """``run_fetch`` for the event loop (call it in the engine's loop).
-
-        ``attempts`` counts requests sent for this URL minus the redirect hops that
-        succeeded, so a clean redirect chain is 1 attempt and every retry shows.
-        """
+        """``run_fetch`` for the event loop, step for step (see crawler/fetch.py): the
+        same policy calls in the same order, with the waits made awaitable. Call it in
+        the engine's loop."""
         policy = self.policy
         retry = policy.retry
         fetched_at = utc_now_iso()
@@ -302,43 +330,64 @@ class AiohttpEngine:
         sent = hops = 0
         response: Response | None = None
         error: FetchError | None = None
+        ended_at: str | None = None
         url = job.url
         seen = {url}
         headers = policy.request_headers(job)
+        policy.note_fetching(url)
+        # Known before asking: a denial from the cache means no request was sent at all.
+        robots_cached = policy.robots is None or policy.robots.is_cached(url)
         try:
-            await self._with_robots(policy.check_robots, url, job.host)
-            while True:
-                attempt = 0
+            try:
+                if await self._check_robots(url, job.host):
+                    await self._take_turn(job)  # robots.txt was this host's last request start
                 while True:
-                    attempt += 1
-                    sent += 1
-                    try:
-                        response = await self._send(url, headers)
-                        policy.on_status(job, response)
+                    attempt = 0
+                    while True:  # RetryPolicy: retries + 1 attempts, retryable errors, its waits
+                        attempt += 1
+                        sent += 1
+                        try:
+                            response = await self._send(url, headers)
+                            policy.on_status(job, response)
+                            break
+                        except FetchError as exc:
+                            if attempt > retry.retries or not retry.is_retryable(exc):
+                                raise
+                            await self._sleep(retry.wait_seconds(attempt, exc))
+                            await self._take_turn(job)
+                    target = policy.next_hop(job, url, response, seen, robots=False)
+                    if target is None:
                         break
-                    except FetchError as exc:
-                        if attempt > retry.retries or not retry.is_retryable(exc):
-                            raise
-                        await self._between_attempts(job, retry.wait_seconds(attempt, exc))
-                target = await self._with_robots(policy.next_hop, job, url, response, seen)
-                if target is None:
-                    break
-                hops += 1
-                url = target
+                    if not policy.claim_target(target):
+                        ended_at = target
+                        break
+                    host = host_of(target)
+                    await self._take_turn(job, host)
+                    if await self._check_robots(target, host):
+                        await self._take_turn(job, host)
+                    hops += 1
+                    url = target
+            except RetryLater as exc:  # the job restarts from its own URL: its host waits too
+                if policy.scheduler is not None:
+                    policy.scheduler.defer(job.host, exc.seconds)
+                raise
         except RetryableStatus as exc:  # retries used up: record the last answer
             response, error = exc.response, HTTPStatusError(str(exc), status=exc.status)
         except FetchError as exc:
-            response, error = None, exc
+            response, error = getattr(exc, "response", None), exc  # TooLarge keeps the status
+            if sent == 0 and robots_cached and isinstance(exc, RobotsDenied) and policy.scheduler is not None:
+                policy.scheduler.give_back_turn(job)
         elapsed = (time.monotonic() - started) * 1000
-        return policy.page(job, fetched_at, response, sent - hops, error, elapsed)
+        return policy.page(job, fetched_at, response, sent - hops, error, elapsed, final_url=ended_at)
 
-    async def _between_attempts(self, job: FetchJob, seconds: float) -> None:
-        """The backoff (or Retry-After), then the host's turn, as ``sleep_between_attempts``."""
-        await self._sleep(seconds)
+    async def _take_turn(self, job: FetchJob, host: str | None = None) -> None:
+        """``FetchPolicy.take_turn`` without blocking: wait until ``job`` may start its next
+        request, to ``host`` (None: the host whose slot it holds)."""
         scheduler = self.policy.scheduler
-        if scheduler is not None:
-            while (wait := scheduler.try_turn(job)) > 0:
-                await self._sleep(wait)
+        if scheduler is None:
+            return
+        while (wait := scheduler.try_turn(job) if host is None else scheduler.try_move(job, host)) > 0:
+            await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, or raise FetchAborted as soon as the crawl is stopping."""
@@ -352,22 +401,34 @@ class AiohttpEngine:
         raise FetchAborted()
 
     async def _send(self, url: str, headers: dict) -> Response:
+        return await self._exchange(self._session, url, headers, limit=self.policy.settings.max_bytes)
+
+    async def _exchange(self, session: aiohttp.ClientSession, url: str, headers: dict, *, limit: int,
+                        truncate: bool = False) -> Response:
+        """One GET, redirects not followed. A 2xx body is read up to ``limit`` decoded bytes
+        (more is TooLarge, or cut off with ``truncate``); of other bodies a little is read.
+        aiohttp's ``total`` timeout is the deadline of the whole exchange, body included."""
         settings = self.policy.settings
         started = time.monotonic()
         try:
-            async with self._session.get(URL(url, encoded=True), headers=headers,
-                                         allow_redirects=False) as resp:
+            async with session.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 ok = 200 <= status < 300
-                limit = settings.max_bytes if ok else ERROR_BODY_BYTES
+                cap = limit if ok else ERROR_BODY_BYTES
                 body = bytearray()
-                async for chunk in resp.content.iter_chunked(CHUNK):  # decoded bytes
+                # Decoded bytes: aiohttp inflates at most a chunk at a time, so a
+                # compression bomb is cut off at max_bytes like any other body.
+                async for chunk in resp.content.iter_chunked(CHUNK):
                     body += chunk
-                    if len(body) > limit:
-                        if ok:
-                            raise TooLarge(f"body larger than max_bytes={limit}: {url}")
-                        break  # of an error page a little is enough
-                headers_out = {k.lower(): v for k, v in resp.headers.items()}
+                    if len(body) > cap:
+                        if ok and not truncate:
+                            too_large = TooLarge(f"body larger than max_bytes={cap}: {url}")
+                            too_large.response = Response(  # the record still shows the answer
+                                url, status, _headers(resp), b"", (time.monotonic() - started) * 1000)
+                            raise too_large
+                        del body[cap:]
+                        break
+                headers_out = _headers(resp)
         except FetchError:
             raise
         except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
@@ -375,25 +436,29 @@ class AiohttpEngine:
                 raise FetchTimeout(f"connect timed out after {settings.timeout:g}s: {url}") from exc
             if isinstance(exc, aiohttp.ServerTimeoutError):
                 raise FetchTimeout(f"read timed out after {settings.timeout:g}s: {url}") from exc
-            raise FetchTimeout(f"deadline of {self.policy.deadline:g}s passed: {url}") from exc
+            raise FetchTimeout(f"no complete answer within the deadline of {self.policy.deadline:g}s: "
+                               f"{url}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectError(f"{_reason(exc)}: {url}") from exc
         return Response(url, status, headers_out, bytes(body) if ok else b"",
                         (time.monotonic() - started) * 1000)
 
     # -- robots.txt ------------------------------------------------------------------------------
-    async def _with_robots(self, step, *args):
-        """Run a policy step that may consult robots.txt, fetching the file when it asks."""
+    async def _check_robots(self, url: str, host: str) -> bool:
+        """``FetchPolicy.check_robots``, fetching robots.txt with aiohttp when the cache asks
+        for it. True if robots.txt was fetched (or waited for) just now."""
+        waited = False
         while True:
             try:
-                return step(*args)
+                return self.policy.check_robots(url, host) or waited
             except _RobotsNeeded as need:
                 await self._prefetch_robots(need.url)
+                waited = True
 
     async def _prefetch_robots(self, url: str) -> None:
         task = self._robots_tasks.get(url)
         if task is None:  # the first to ask fetches; the others wait for the same answer
-            task = self._robots_tasks[url] = asyncio.create_task(self._get_robots(url, self._session))
+            task = self._robots_tasks[url] = asyncio.create_task(self._get_robots(self._session, url))
         answer = await asyncio.shield(task)
         if self._robots_tasks.get(url) is task:
             del self._robots_tasks[url]
@@ -405,31 +470,48 @@ class AiohttpEngine:
         if answer is not None:
             return answer
         if self._thread is threading.current_thread():
-            raise _RobotsNeeded(url)  # see _with_robots: never block the loop
-        if self._live and self._session is not None:  # another thread: ask the loop
-            return asyncio.run_coroutine_threadsafe(self._get_robots(url, self._session), self._loop).result()
-        return asyncio.run(self._robots_alone(url))  # the engine is not running
+            raise _RobotsNeeded(url)  # see _check_robots: never block the loop
+        # Another thread. Not on the engine's loop: the cache makes everyone else who
+        # asks for this origin meanwhile wait for us, the loop included.
+        return asyncio.run(self._on_own_session(self._get_robots, url))
 
-    async def _robots_alone(self, url: str) -> RobotsAnswer:
+    def exchange(self, url: str, headers: dict, *, limit: int, truncate: bool = False) -> Response:
+        """One blocking GET (as ``RequestsFetcher.exchange``), for another thread: on the
+        engine's loop while it runs, else on a loop and session of its own."""
+        if self._thread is threading.current_thread():
+            raise RuntimeError("exchange() would block the engine's own loop")
+        if self._live and self._session is not None:
+            coro = self._exchange(self._session, url, headers, limit=limit, truncate=truncate)
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return asyncio.run(self._on_own_session(self._exchange, url, headers, limit=limit, truncate=truncate))
+
+    async def _on_own_session(self, step, *args, **kw):
         async with self.new_session() as session:
-            return await self._get_robots(url, session)
+            return await step(session, *args, **kw)
 
-    async def _get_robots(self, url: str, session: aiohttp.ClientSession) -> RobotsAnswer:
-        """GET a robots.txt, following redirects; any failure to get an answer is "unreachable"."""
-        try:
-            async with session.get(URL(url, encoded=True), headers=self.policy.base_headers,
-                                   max_redirects=ROBOTS_REDIRECTS) as resp:
-                body = bytearray()
-                try:
-                    async for chunk in resp.content.iter_chunked(CHUNK):
-                        body += chunk
-                        if len(body) >= ROBOTS_LIMIT:
-                            break
-                except (aiohttp.ClientError, OSError, TimeoutError):
-                    return RobotsAnswer(resp.status if resp.status >= 500 else None)
-                return RobotsAnswer(resp.status, bytes(body[:ROBOTS_LIMIT]))
-        except Exception:
-            return RobotsAnswer(None)
+    async def _get_robots(self, session: aiohttp.ClientSession, url: str) -> RobotsAnswer:
+        """GET a robots.txt, following up to 5 redirects (RFC 9309), each through the guard;
+        what the answers mean is the RobotsCache's business (as ``RequestsFetcher.fetch_robots``)."""
+        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
+            try:
+                resp = await self._exchange(session, url, self.policy.base_headers, limit=ROBOTS_MAX_BYTES,
+                                            truncate=True)
+            except Blocked as exc:
+                return RobotsAnswer(None, blocked=str(exc))
+            except FetchError:  # timeout, connection: "unreachable"
+                return RobotsAnswer(None)
+            location = resp.headers.get("location")
+            if resp.status not in REDIRECT_STATUSES or not location:
+                return RobotsAnswer(resp.status, resp.body if 200 <= resp.status < 300 else b"")
+            try:
+                url = canonicalize(urljoin(url, location.strip()))
+            except (BadURL, ValueError):
+                return RobotsAnswer(resp.status)
+        return RobotsAnswer(resp.status)  # too many redirects: "unavailable", allow all
+
+
+def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k.lower(): v for k, v in resp.headers.items()}
 
 
 def _reason(exc: BaseException) -> str:

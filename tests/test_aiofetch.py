@@ -8,6 +8,7 @@ import itertools
 import queue
 import signal
 import socket
+import threading
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from crawler.fetch import FetchPolicy
 from crawler.guard import AddressGuard
 from crawler.messages import FetchJob, Page
 from crawler.politeness import Scheduler
+from crawler.robots import RobotsAnswer, RobotsCache
 from crawler.sample.server import HANG, RESET, Drip, Response, Site
 from crawler.settings import DEFAULTS_PATH, load_settings
 from tests.conftest import FAST
@@ -300,6 +302,73 @@ def test_async_connection_to_a_private_address_is_blocked_and_never_requested(se
     assert result.error[0] == "blocked" and result.attempts == 1
     assert server.hits(host="127.0.0.2") == 0
     assert run.fetch(server.url("127.0.0.1", "/")).status == 404  # a trusted (seed) host is reached
+
+
+def test_async_refused_address_is_never_connected_to(engine):
+    with socket.socket() as listener:  # a loopback address that is not a seed's
+        listener.bind(("127.0.0.3", 0))
+        listener.listen()
+        listener.setblocking(False)
+        url = f"http://127.0.0.3:{listener.getsockname()[1]}/"
+        result = engine(AddressGuard(allow_private=False)).fetch(url)
+        assert result.error[0] == "blocked"
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # not even a connection was made
+
+
+def test_async_redirect_to_another_host_waits_for_a_slot_there(serve, engine):
+    a, b = "127.0.0.1", "127.0.0.2"
+    site = Site()
+    server = serve(site, [a, b])
+    for i in range(4):
+        site.add(a, f"/r/{i}", Response.redirect(server.url(b, f"/landing/{i}")))
+    site.add(b, "*", page("b", delay=0.1))
+    run = engine(per_host_concurrency=1, concurrency=8)
+    run.offer(*(server.url(a, f"/r/{i}") for i in range(4)), *(server.url(b, f"/own/{i}") for i in range(4)))
+    assert all(run.settled.get(timeout=10).status == 200 for _ in range(8))
+    assert server.hits(b) == 8
+    assert server.max_in_flight(b) == 1  # hops from a waited for b's one slot
+
+
+def test_async_fetch_robots_follows_five_redirects_but_not_six(serve):
+    site = Site()
+    for i in range(6):
+        site.add("*", f"/r{i}", Response.redirect(f"/r{i + 1}"))
+    site.add("*", "/r6", Response(200, b"User-agent: *\nDisallow: /\n", (("Content-Type", "text/plain"),)))
+    site.add("127.0.0.1", "/robots.txt", Response.redirect("/r2"))  # 5 hops
+    site.add("127.0.0.2", "/robots.txt", Response.redirect("/r1"))  # 6 hops: one too many
+    server = serve(site, ["127.0.0.1", "127.0.0.2"])
+    settings = load_settings(DEFAULTS_PATH, {"fetch.timeout": 2})
+    engine = AiohttpEngine(FetchPolicy(settings.fetch, "test-agent"))  # not started: a session of its own
+    assert engine.fetch_robots(server.url("127.0.0.1", "/robots.txt")) == \
+        RobotsAnswer(200, b"User-agent: *\nDisallow: /\n")
+    assert engine.fetch_robots(server.url("127.0.0.2", "/robots.txt")).status == 302
+
+
+def test_async_robots_asked_by_another_thread_meanwhile_is_fetched_once_without_deadlock(serve, engine):
+    site = Site()
+    site.add("127.0.0.1", "/robots.txt", Response(200, b"User-agent: *\nDisallow: /no\n", delay=0.3))
+    site.add("127.0.0.1", "*", page("yes"))
+    server = serve(site, ["127.0.0.1"])
+    run = engine()
+    run.policy.robots = RobotsCache("test-agent", run.engine.fetch_robots)
+    other = threading.Thread(target=run.policy.robots.check, args=(server.url("127.0.0.1", "/x"),))
+    other.start()  # another thread (sitemaps, say) owns the robots.txt fetch ...
+    time.sleep(0.05)
+    run.offer(*(server.url("127.0.0.1", f"/{p}/{i}") for i in range(3) for p in ("yes", "no")))
+    results = [run.settled.get(timeout=10) for _ in range(6)]  # ... while the loop's jobs wait for it
+    other.join(5)
+    assert Counter(p.error[0] if p.error else p.status for p in results) == {200: 3, "robots": 3}
+    assert server.hits("127.0.0.1", "/robots.txt") == 1
+
+
+def test_async_engine_exchange_serves_other_threads_while_it_runs(serve, engine):
+    site = Site()
+    site.add("127.0.0.1", "/sitemap.xml", Response(200, b"<urlset/>", (("Content-Type", "text/xml"),)))
+    server = serve(site, ["127.0.0.1"])
+    run = engine()
+    response = run.engine.exchange(server.url("127.0.0.1", "/sitemap.xml"), {}, limit=1000)
+    assert (response.status, response.body) == (200, b"<urlset/>")
 
 
 def test_async_cookies_set_by_an_ip_host_are_sent_back(serve, engine):
