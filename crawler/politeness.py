@@ -81,6 +81,7 @@ class Scheduler:
         # job id -> the slot a job holds after a redirect moved it off its own host
         # (None: between two slots). Empty for almost every job, so done() stays cheap.
         self._moved: dict[int, HostSlot | None] = {}
+        self._tokens = itertools.count(1)  # ids of acquire()'s token jobs: negative, never a frontier id
 
     # -- bookkeeping (caller holds the lock) -------------------------------------------
     def _slot(self, host: str) -> HostSlot:
@@ -274,6 +275,19 @@ class Scheduler:
         ``host`` and its turn has come, else the seconds to wait before asking again."""
         with self._cond:
             return self._turn_locked(job, host)
+
+    def acquire(self, host: str, stop: threading.Event | None = None) -> FetchJob | None:
+        """For a request that is not a frontier job (a sitemap, say): block until ``host``
+        has a free slot and its delay has passed, take them, and return a token job that
+        ``done(token)`` releases. None if the crawl is stopping."""
+        with self._cond:
+            token = FetchJob(id=-next(self._tokens), url="", host=host, depth=0)
+            self._moved[token.id] = None  # holds nothing yet: move() takes the slot
+            self._in_flight += 1  # done(token) counts it out
+        if self.move(token, host, stop):
+            return token
+        self.done(token)
+        return None
 
     def give_back_turn(self, job: FetchJob) -> None:
         """``job`` sent no request after all (robots.txt said no, from its cache): its host

@@ -38,6 +38,7 @@ class CrawlSettings:
     user_agent: str
     max_url_length: int
     max_links_per_page: int
+    sitemaps: bool
 
 
 @dataclass(frozen=True)

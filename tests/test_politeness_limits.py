@@ -178,3 +178,12 @@ workers = 1
         assert landed == {server.url(a, f"/r/{i}"): server.url(b, f"/landing/{i}") for i in range(5)}
         assert server.hits(b) == 1 + 1 + 5 + 5  # robots.txt, /, its 5 pages, 5 landings
         assert server.max_in_flight(b) == 1  # the hops waited for b's one slot
+
+
+def test_politeness_defaults_are_conservative():
+    from crawler.settings import load_settings
+
+    s = load_settings(None)
+    assert s.crawl.obey_robots is True
+    assert (s.fetch.per_host_concurrency, s.fetch.per_host_delay) == (2, 0.5)
+    assert s.fetch.max_crawl_delay > 0 and s.fetch.retries >= 1
