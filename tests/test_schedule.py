@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from datetime import datetime
 
 import orjson
 
@@ -242,3 +243,19 @@ def test_print_cron_and_systemd_run_the_equivalent_crawl(tmp_path):
                           capture_output=True, text=True)
     assert unit.returncode == 0
     assert "OnCalendar=*-*-* 2:30:00" in unit.stdout and "crawl --recrawl" in unit.stdout
+
+
+def test_ticks_missed_while_stopped_coalesce_into_one_catch_up_run(serve, tmp_path):
+    shop = VersionedShop(3, pad=100)
+    server = serve_shop(serve, shop)
+    proc = start(tmp_path, server, "--every", "1s", "--runs", "1")
+    assert proc.wait(timeout=60) == 0
+    time.sleep(3.5)  # three ticks pass with no scheduler running
+    proc = start(tmp_path, server, "--every", "1s", "--runs", "2")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "tick(s) missed" in err and "one catch-up run now" in err
+    run1, catch_up, after = runs_of(tmp_path / "out.jsonl")
+    gap = (datetime.fromisoformat(min(r["fetched_at"] for r in after).rstrip("Z"))
+           - datetime.fromisoformat(max(r["fetched_at"] for r in catch_up).rstrip("Z"))).total_seconds()
+    assert gap > 0.3, "the run after a catch-up waits for its tick: no burst"

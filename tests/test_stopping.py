@@ -97,3 +97,32 @@ def test_crawl_that_finishes_leaves_no_process(serve, tmp_path):
     assert seen, "the crawl should have started child processes"
     gone, alive = psutil.wait_procs(list(seen), timeout=10)
     assert alive == []
+
+
+def test_sigterm_drains_like_ctrl_c(serve, tmp_path):
+    server = slow_site(serve)
+    proc = start_crawl(tmp_path, server)
+    wait_for_records(tmp_path / "out.jsonl", 5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+
+
+def test_second_ctrl_c_exits_at_once_and_resume_loses_nothing(serve, tmp_path):
+    server = slow_site(serve, pages=200, delay=0.05)
+    proc = start_crawl(tmp_path, server)
+    wait_for_records(tmp_path / "out.jsonl", 5)
+    children = descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert time.monotonic() - started < 5
+    psutil.wait_procs(children, timeout=10)  # children see their pipes close and exit
+    resumed = start_crawl(tmp_path, server)
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    urls = [r["url"] for r in records]
+    assert len(urls) == len(set(urls)) == 200
