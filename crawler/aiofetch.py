@@ -140,24 +140,56 @@ class GuardedConnector(aiohttp.TCPConnector):
 
 
 class _HandOff:
-    """Pages from the loop to ``on_page`` through one thread (on_page may block)."""
+    """Pages from the loop to ``on_page`` through one thread (on_page may block).
 
-    def __init__(self, on_page: Callable[[FetchJob, Page], None], on_release: Callable[[FetchJob], None]):
+    At most ``HANDOFF_PAGES`` wait for the thread; a task with a page beyond that awaits
+    a future that the thread resolves (through the loop) when it has taken one. No
+    executor is involved, so a full hand-off never starves the loop's executor (which
+    aiohttp resolves host names in).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_page: Callable[[FetchJob, Page], None],
+                 on_release: Callable[[FetchJob], None]):
+        self.loop = loop
         self.on_page = on_page
         self.on_release = on_release
-        self.queue: queue.Queue = queue.Queue(HANDOFF_PAGES)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.space = HANDOFF_PAGES  # guarded by lock
+        self.blocked = False  # a task waits for space (guarded by lock)
+        self.putters: list[asyncio.Future] = []  # loop thread only
         self.thread = threading.Thread(target=self._run, name="aiofetch-handoff", daemon=True)
         self.thread.start()
 
     async def put(self, job: FetchJob, page: Page) -> None:
-        try:
-            self.queue.put_nowait((job, page))
-        except queue.Full:  # the parser pool is behind: wait without blocking the loop
-            await asyncio.get_running_loop().run_in_executor(None, self.queue.put, (job, page))
+        while True:
+            with self.lock:
+                if self.space > 0:
+                    self.space -= 1
+                    break
+                self.blocked = True
+            waiter = self.loop.create_future()
+            self.putters.append(waiter)  # before any await: _unblock runs after this step
+            await waiter
+        self.queue.put((job, page))
+
+    def _unblock(self) -> None:  # on the loop
+        putters, self.putters = self.putters, []
+        for waiter in putters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
             job, page = item
+            with self.lock:
+                self.space += 1
+                unblock, self.blocked = self.blocked, False
+            if unblock:
+                try:
+                    self.loop.call_soon_threadsafe(self._unblock)
+                except RuntimeError:  # the loop is gone: nobody waits any more
+                    pass
             try:
                 self.on_page(job, page)
             except Exception:  # never lose the URL: it goes back to the queue
@@ -214,7 +246,7 @@ class AiohttpEngine:
         thread.join(self.policy.deadline + 5)
 
     def _run(self, loop, scheduler, on_page, on_release) -> None:
-        handoff = _HandOff(on_page, on_release)
+        handoff = _HandOff(loop, on_page, on_release)
         try:
             with asyncio.Runner(loop_factory=lambda: loop) as runner:
                 runner.run(self._main(scheduler, handoff))
@@ -304,6 +336,10 @@ class AiohttpEngine:
             scheduler.done(job)
             handoff.on_release(job)
             return
+        except asyncio.CancelledError:  # only if the loop itself is torn down: not lost either
+            scheduler.done(job)
+            handoff.on_release(job)
+            raise
         except RetryLater:
             if scheduler.closed:  # nobody would hand it out again
                 handoff.on_release(job)

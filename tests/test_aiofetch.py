@@ -17,7 +17,7 @@ import orjson
 import psutil
 import pytest
 
-from crawler.aiofetch import AiohttpEngine
+from crawler.aiofetch import HANDOFF_PAGES, AiohttpEngine
 from crawler.fetch import FetchPolicy
 from crawler.guard import AddressGuard
 from crawler.messages import FetchJob, Page
@@ -181,7 +181,7 @@ def test_ctrl_c_with_the_async_engine_exits_130_and_resume_loses_nothing(serve, 
 class EngineRun:
     """An AiohttpEngine on its own Scheduler; ``fetch`` hands it jobs and waits for them."""
 
-    def __init__(self, guard: AddressGuard, fetch: dict):
+    def __init__(self, guard: AddressGuard, fetch: dict, gate: threading.Event | None = None):
         overrides = {"fetch.per_host_delay": 0, "fetch.timeout": 2, "fetch.backoff": 0.05}
         overrides.update({f"fetch.{k}": v for k, v in fetch.items()})
         settings = load_settings(DEFAULTS_PATH, overrides)
@@ -189,9 +189,14 @@ class EngineRun:
         self.policy = FetchPolicy(settings.fetch, "test-agent", scheduler=self.scheduler)
         self.engine = AiohttpEngine(self.policy, guard)
         self.settled: queue.Queue = queue.Queue()
-        self.threads = self.engine.start(self.scheduler, lambda job, page: self.settled.put(page),
-                                         lambda job: self.settled.put(("released", job)))
+        self.threads = self.engine.start(self.scheduler, self.on_page, lambda job: self.settled.put(("released", job)))
+        self.gate = gate  # while it is clear, on_page blocks (the parser pool is full)
         self.ids = itertools.count(1)
+
+    def on_page(self, job: FetchJob, page: Page) -> None:
+        if self.gate is not None:
+            self.gate.wait()
+        self.settled.put(page)
 
     def offer(self, *urls: str, **job_fields) -> list[FetchJob]:
         jobs = [FetchJob(next(self.ids), url, urlsplit(url).hostname, 0, **job_fields) for url in urls]
@@ -214,12 +219,14 @@ def engine():
     """engine(**fetch_settings) -> a running EngineRun (loopback allowed), stopped afterwards."""
     runs: list[EngineRun] = []
 
-    def start(guard: AddressGuard | None = None, **fetch) -> EngineRun:
-        runs.append(EngineRun(guard or AddressGuard(allow_private=True), fetch))
+    def start(guard: AddressGuard | None = None, gate: threading.Event | None = None, **fetch) -> EngineRun:
+        runs.append(EngineRun(guard or AddressGuard(allow_private=True), fetch, gate))
         return runs[-1]
 
     yield start
     for run in runs:
+        if run.gate is not None:
+            run.gate.set()
         run.stop()
 
 
@@ -408,6 +415,19 @@ def test_async_engine_thread_ends_once_the_scheduler_closes_and_work_is_settled(
     pages = [run.settled.get_nowait() for _ in jobs]
     assert sorted(p.job.id for p in pages) == [j.id for j in jobs] and all(p.status == 200 for p in pages)
     assert run.settled.empty()
+
+
+def test_async_engine_fetches_ahead_only_a_little_while_on_page_blocks(serve, engine):
+    site = Site()
+    site.add("127.0.0.1", "*", page("p"))
+    server = serve(site, ["127.0.0.1"])
+    gate = threading.Event()
+    run = engine(gate=gate, concurrency=4, per_host_concurrency=4)
+    run.offer(*(server.url("127.0.0.1", f"/{i}") for i in range(60)))
+    time.sleep(0.5)  # the parser pool is "full": on_page blocks
+    assert server.hits() <= HANDOFF_PAGES + 1 + 4  # queued + in on_page + tasks waiting to queue
+    gate.set()
+    assert len({run.settled.get(timeout=10).job.id for _ in range(60)}) == 60
 
 
 def test_async_wait_between_attempts_gives_the_job_back_when_the_crawl_stops(serve, engine):
