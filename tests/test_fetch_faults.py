@@ -24,10 +24,19 @@ OUTSIDE = "127.0.0.9"  # bound, but out of scope: nothing may reach it
 CRAWL_DELAY = 0.5
 TIMEOUT = 1.0
 RETRIES = 1
-# The server stamps a request when it has parsed it, a little after the crawler started
-# it, and by a little more on a new connection than on a kept-alive one: gaps between
-# two starts, measured there, may come out this much short of the true gap.
-STAMP_SLACK = 0.02
+# The server stamps a request when its thread gets to parse it, and the crawler's
+# thread sends it some time after taking the host's turn; on a loaded machine either
+# can be late by tens of milliseconds, which makes one gap between two stamps look
+# that much shorter (and the next one longer). A missing delay shows as a gap near 0.
+JITTER = 0.1
+
+
+def assert_starts_apart(starts: list[float], delay: float) -> None:
+    """Every two consecutive starts at least ``delay`` apart, short of the stamps' jitter;
+    and all of them together spread over at least that many delays."""
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= delay - JITTER, gaps
+    assert starts[-1] - starts[0] >= (len(starts) - 1) * delay - JITTER / 2, gaps
 
 SETTINGS = f"""
 [crawl]
@@ -222,8 +231,8 @@ def test_a_response_slower_than_the_timeout_is_a_timeout_error_within_the_timeou
     r = crawled.rec("/slow")
     assert r["error"]["type"] == "timeout"
     assert crawled.hits("/slow") == RETRIES + 1
-    # each attempt gave up after the read timeout, long before the 3 s answer
-    assert r["elapsed_ms"] < (RETRIES + 1) * TIMEOUT * 1000 + 1500
+    # each attempt gave up after the read timeout, before the answer 3 timeouts later
+    assert r["elapsed_ms"] < (RETRIES + 1) * 3 * TIMEOUT * 1000 - 1000
 
 
 def test_a_server_that_never_answers_is_a_timeout_error(crawled):
@@ -236,7 +245,7 @@ def test_a_dripping_body_is_cut_off_at_the_deadline(crawled):
     deadline = 4 * TIMEOUT  # each read succeeds; only the per-request deadline stops it
     assert r["error"]["type"] == "timeout" and "deadline" in r["error"]["message"]
     assert crawled.hits("/drip") == RETRIES + 1
-    assert (RETRIES + 1) * deadline * 1000 <= r["elapsed_ms"] < ((RETRIES + 1) * deadline + 2) * 1000
+    assert (RETRIES + 1) * deadline * 1000 <= r["elapsed_ms"] < ((RETRIES + 1) * deadline + 3) * 1000
 
 
 def test_a_connection_reset_on_the_first_request_is_recovered(crawled):
@@ -303,8 +312,7 @@ def test_robots_txt_is_fetched_once_per_host(crawled):
 def test_crawl_delay_separates_every_request_start_to_the_host(crawled):
     starts = crawled.starts(R)
     assert len(starts) == 5  # robots.txt, /, /public/1, /public/2, /public/moved
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= CRAWL_DELAY - STAMP_SLACK, gaps
+    assert_starts_apart(starts, CRAWL_DELAY)
 
 
 def test_meta_robots_nofollow_and_rel_nofollow_links_are_not_followed(crawled):

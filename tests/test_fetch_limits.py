@@ -119,7 +119,7 @@ def test_a_body_of_exactly_max_bytes_is_kept_and_one_byte_more_is_too_large():
 
 def self_signed(tmp_path) -> tuple[str, str]:
     """A certificate for 127.0.0.1 and its key, as PEM files."""
-    crypto = pytest.importorskip("cryptography")  # noqa: F841
+    pytest.importorskip("cryptography")
     import datetime
     import ipaddress
 
@@ -207,4 +207,4 @@ def test_a_server_dripping_its_answer_cannot_hold_a_fetcher_past_the_deadline(wh
         took = time.monotonic() - started
     finally:
         dripper.close()
-    assert deadline - 0.05 <= took < deadline + 0.5
+    assert deadline <= took < deadline + 1.5  # without the deadline: 10 s, when the server gives up
