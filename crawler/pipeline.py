@@ -21,7 +21,6 @@ writer joined, frontier closed.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import multiprocessing as mp
 import os
@@ -38,6 +37,7 @@ from crawler import __version__, PROJECT_URL
 from crawler.errors import AbortError, StateError, UsageError
 from crawler.fetch import FetchAborted, FetchPolicy, RequestsFetcher, RetryLater, utc_now_iso
 from crawler.frontier import SQLiteFrontier
+from crawler.state import StateLock, begin_run, default_state_dir, has_placeholders
 from crawler.guard import AddressGuard
 from crawler.messages import FetchJob, Page
 from crawler.politeness import Scheduler
@@ -54,10 +54,6 @@ request_log = logging.getLogger("crawler.requests")
 BATCH_LINES = 512  # records per write batch, at most
 BATCH_AGE = 0.05  # seconds a record may wait for its batch to fill
 GONE_STATUSES = (404, 410)  # recorded once, then never revisited by later runs
-
-
-def new_crawl_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(2).hex()
 
 
 def default_user_agent() -> str:
@@ -91,36 +87,6 @@ class CrawlResult:
         if self.queued_left:
             text += f" ({self.queued_left} URLs left queued)"
         return text
-
-
-class StateLock:
-    """One crawl per state directory: an exclusive flock held for the crawl's life."""
-
-    def __init__(self, state_dir: Path):
-        self.path = state_dir / "lock"
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise StateError(f"state {state_dir} is in use by another running crawl") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()}\n".encode())
-
-    def release(self) -> None:
-        os.close(self.fd)
-
-
-def has_placeholders(path: str) -> bool:
-    return "{crawl_id}" in path or "{date}" in path
-
-
-def default_state_dir(output: str) -> Path:
-    """``<output>.state``; for an output path with {crawl_id} or {date} (one file per
-    run), ``crawl.state`` next to where those files go."""
-    if has_placeholders(output):
-        return Path(output).parent / "crawl.state"
-    return Path(f"{output}.state")
 
 
 class Crawl:
@@ -188,7 +154,7 @@ class Crawl:
         try:
             recovered = frontier.recover()
             before = frontier.counts()
-            crawl_id, run_number, requeued = self._begin_run(frontier)
+            crawl_id, run_number, requeued = begin_run(frontier, self.new_run)
             resumed = requeued is None and (before.done > 0 or before.queued > 0)
             self.output = Path(self.output_template.replace("{crawl_id}", crawl_id)
                                .replace("{date}", frontier.get_meta("run_started")[:10]))
@@ -259,20 +225,6 @@ class Crawl:
                 frontier.close()
             except sqlite3.Error as exc:  # already failing; what was committed stays committed
                 log.error("crawl state: %s", exc)
-
-    def _begin_run(self, frontier: SQLiteFrontier) -> tuple[str, int, int | None]:
-        """(crawl_id, run number, URLs re-queued for a new run or None when resuming)."""
-        crawl_id = frontier.get_meta("crawl_id")
-        run_number = int(frontier.get_meta("run_number") or 0)
-        finished = frontier.get_meta("run_status") == "finished"
-        if crawl_id is not None and not (self.new_run and finished):
-            return crawl_id, run_number, None
-        requeued = frontier.start_run() if crawl_id is not None else 0
-        crawl_id, run_number = new_crawl_id(), run_number + 1
-        for key, value in (("crawl_id", crawl_id), ("run_number", str(run_number)),
-                           ("run_status", "running"), ("run_started", utc_now_iso())):
-            frontier.set_meta(key, value)
-        return crawl_id, run_number, requeued
 
     def _make_fetcher(self, policy: FetchPolicy, guard: AddressGuard):
         if self.settings.fetch.engine == "async":

@@ -17,7 +17,6 @@ Cron expressions are evaluated with croniter (maintained under pallets-eco), in 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import math
@@ -33,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 
 from crawler.errors import StateError, UsageError
-from crawler.pipeline import Crawl, CrawlResult, default_state_dir
+from crawler.pipeline import Crawl, CrawlResult
+from crawler.state import StateLock, default_state_dir
 from crawler.progress import Progress
 from crawler.settings import Settings
 
@@ -109,20 +109,6 @@ class ScheduleState:
         return self.last_start is not None and (self.last_end is None or self.last_end < self.last_start)
 
 
-class ScheduleLock:
-    def __init__(self, state_dir: Path):
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(state_dir / "schedule.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise StateError(f"another `crawler schedule` is already running on state {state_dir}") from None
-
-    def release(self) -> None:
-        os.close(self.fd)
-
-
 def clock(t: float) -> str:
     return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -147,7 +133,8 @@ class Scheduler:
             self.current.request_stop("interrupted")
 
     def run(self) -> int:
-        lock = ScheduleLock(self.state_dir)
+        lock = StateLock(self.state_dir, "schedule.lock",
+                         f"another `crawler schedule` is already running on state {self.state_dir}")
         try:
             if self.fresh:  # start over, but keep the lock file we hold
                 for name in ("schedule.json", "frontier.sqlite", "frontier.sqlite-wal", "frontier.sqlite-shm"):
