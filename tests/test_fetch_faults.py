@@ -41,6 +41,7 @@ def assert_starts_apart(starts: list[float], delay: float) -> None:
 SETTINGS = f"""
 [crawl]
 max_depth = 1
+max_links_per_page = 5
 [fetch]
 concurrency = 16
 per_host_concurrency = 8
@@ -122,6 +123,8 @@ def build_site(port_holder: dict) -> Site:
     add("/dup/1", Response.redirect("/dup/target", 301))
     add("/dup/2", Response.redirect("/dup/target", 301))
     add("/dup/target", page("dup target"))
+    add("/many-links", page("many", links(*(f"/cap/{i}" for i in range(8)))))
+    add("/long-link", page("long", links("/short", "/" + "x" * 3000)))
     add("/outside", lambda request: Response.redirect(f"http://{OUTSIDE}:{port_holder['port']}/x"))
     add("*", page("outside"), host=OUTSIDE)
 
@@ -142,7 +145,7 @@ def build_site(port_holder: dict) -> Site:
 SEEDS_H = ["/", "/flaky503", "/always500", "/missing", "/chain/1", "/loop/a", "/long/0", "/slow",
            "/hang", "/drip", "/reset-once", "/reset-always", "/r429", "/gbk", "/sjis", "/bom", "/latin1",
            "/doc.pdf", "/junk", "/binary", "/meta-nofollow", "/rel-nofollow", "/noindex", "/dup/1",
-           "/dup/2", "/outside"]
+           "/dup/2", "/outside", "/many-links", "/long-link"]
 
 
 class Crawled:
@@ -187,7 +190,8 @@ def test_every_url_ends_in_exactly_one_record(crawled):
     expected = {crawled.url(p) for p in SEEDS_H} | {crawled.url(p, R) for p in
                                                    ("/", "/public/1", "/public/2", "/private/a",
                                                     "/private/b", "/public/moved")}
-    expected |= {crawled.url(p) for p in ("/old", "/after-junk", "/nf/followed", "/nf/from-noindex")}
+    expected |= {crawled.url(p) for p in ("/old", "/after-junk", "/nf/followed", "/nf/from-noindex", "/short",
+                                          *(f"/cap/{i}" for i in range(5)))}
     assert set(counts) == expected
 
 
@@ -344,3 +348,13 @@ def test_a_redirect_out_of_scope_is_a_redirects_error_and_never_followed(crawled
     r = crawled.rec("/outside")
     assert r["error"]["type"] == "redirects" and "scope" in r["error"]["message"]
     assert crawled.server.hits(OUTSIDE) == 0
+
+
+def test_no_more_than_max_links_per_page_are_followed(crawled):
+    assert crawled.rec("/many-links")["links"] == 5
+    assert sum(crawled.hits(f"/cap/{i}") for i in range(8)) == 5
+
+
+def test_links_longer_than_max_url_length_are_not_followed(crawled):
+    assert crawled.hits("/short") == 1  # the page's other link was read
+    assert max(len(r.path) for r in crawled.server.log) < 2048
