@@ -27,6 +27,7 @@ from crawler.sample.server import HANG, RESET, Drip, Response, Site
 from crawler.settings import DEFAULTS_PATH, load_settings
 from tests.conftest import FAST
 from tests.test_crawl import write_seeds
+from tests.test_fetch_limits import Dripper
 from tests.test_politeness import Clock
 from tests.test_stopping import descendants, slow_site, start_crawl, wait_for_records
 
@@ -140,6 +141,16 @@ def test_async_endless_body_times_out_within_the_deadline(serve, cli):
     assert record["error"]["type"] == "timeout"
     assert "deadline" in record["error"]["message"]
     assert 1900 <= record["elapsed_ms"] < 3000  # deadline = 4 x timeout
+
+
+def test_async_headers_dripped_byte_by_byte_end_at_the_deadline(engine):
+    dripper = Dripper(interval=0.1, in_body=False)  # one header byte every 0.1 s, never done
+    try:
+        result = engine(timeout=0.5, retries=0).fetch(f"http://127.0.0.1:{dripper.port}/")
+    finally:
+        dripper.close()
+    assert result.error[0] == "timeout" and "deadline" in result.error[1]
+    assert 1900 <= result.elapsed_ms < 3000  # deadline = 4 x timeout
 
 
 def test_async_max_bytes_bounds_the_decoded_size(serve, cli):
