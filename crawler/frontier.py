@@ -14,7 +14,9 @@ Contract (small on purpose, so that a Redis frontier can implement it too):
 - ``release(jobs)`` puts leased URLs back to ``queued`` (a drained stop).
 - ``recover()`` at start-up returns every ``leased`` URL to ``queued`` (after a crash).
 
-URL states: queued (0) -> leased (1) -> done (2). Only the coordinator thread calls a
+URL states: queued (0) -> leased (1) -> done (2). A redirect target that was fetched
+through the redirect is *covered* (3): known, never leased, its data in the record of the
+URL that redirected to it. Only the coordinator thread calls a
 frontier, so the SQLite connection needs no lock.
 """
 
@@ -29,7 +31,7 @@ from typing import Iterable, Protocol, Sequence
 
 from crawler.messages import FetchJob
 
-QUEUED, LEASED, DONE = 0, 1, 2
+QUEUED, LEASED, DONE, COVERED = 0, 1, 2, 3  # covered: a redirect target, recorded by the URL that led to it
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,15 @@ class Frontier(Protocol):
     def hosts(self) -> dict[str, int]: ...
     def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "",
                  facts: Sequence[tuple] = ()) -> None: ...
+    def cover(self, entries: Iterable[Entry]) -> None:
+        """Record redirect targets as covered. One that is already known stays as it is
+        (if it was queued it will still get a record of its own: fetched twice, never lost)."""
+        entries = list(entries)
+        self._begin()
+        self.db.executemany(
+            "INSERT OR IGNORE INTO urls (url, host, depth, referrer, state) VALUES (?, ?, ?, ?, 3)", entries)
+        self.recent.update(e[0] for e in entries)
+
     def start_run(self) -> int: ...
     def release(self, jobs: Sequence[FetchJob]) -> None: ...
     def recover(self) -> int: ...
@@ -80,6 +91,27 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def known_reader(frontier: "SQLiteFrontier"):
+    """``is_known(url)`` for other threads: what the frontier committed, through a
+    read-only connection per thread (WAL lets readers run beside the coordinator's
+    writes), plus what it added since its last commit (``frontier.recent``)."""
+    import threading
+
+    local = threading.local()
+    uri = f"file:{frontier.path.resolve()}?mode=ro"
+    recent = frontier.recent
+
+    def is_known(url: str) -> bool:
+        if url in recent:
+            return True
+        db = getattr(local, "db", None)
+        if db is None:
+            db = local.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        return db.execute("SELECT 1 FROM urls WHERE url = ?", (url,)).fetchone() is not None
+
+    return is_known
+
+
 class SQLiteFrontier:
     """The embedded default: one SQLite file in WAL mode under the state directory."""
 
@@ -98,9 +130,15 @@ class SQLiteFrontier:
         self.db.execute("PRAGMA temp_store=MEMORY")
         self.db.executescript(SCHEMA)
         self._last_commit = time.monotonic()
+        # URLs added since the last commit, for readers on other connections (cleared at
+        # each commit, so it holds at most COMMIT_EVERY seconds of links).
+        self.recent: set[str] = set()
         self._hosts: dict[str, int] = defaultdict(int)
         self._reload_hosts()
-        self._counts = {s: 0 for s in (QUEUED, LEASED, DONE)}
+        self._reload_counts()
+
+    def _reload_counts(self) -> None:
+        self._counts = {s: 0 for s in (QUEUED, LEASED, DONE, COVERED)}
         for state, n in self.db.execute("SELECT state, count(*) FROM urls GROUP BY state"):
             self._counts[state] = n
 
@@ -120,6 +158,7 @@ class SQLiteFrontier:
     def commit(self) -> None:
         if self.db.in_transaction:
             self.db.execute("COMMIT")
+        self.recent.clear()
         self._last_commit = time.monotonic()
 
     def maybe_commit(self) -> None:
@@ -129,8 +168,10 @@ class SQLiteFrontier:
     # -- the contract ---------------------------------------------------------------
     def add(self, entries: Iterable[Entry]) -> int:
         by_host: dict[str, list[Entry]] = defaultdict(list)
+        recent = self.recent
         for entry in entries:
             by_host[entry[1]].append(entry)
+            recent.add(entry[0])
         if not by_host:
             return 0
         self._begin()
@@ -205,15 +246,23 @@ class SQLiteFrontier:
         self._counts[QUEUED] += len(jobs)
         self._counts[LEASED] -= len(jobs)
 
+    def cover(self, entries: Iterable[Entry]) -> None:
+        """Record redirect targets as covered. One that is already known stays as it is
+        (if it was queued it will still get a record of its own: fetched twice, never lost)."""
+        entries = list(entries)
+        self._begin()
+        self.db.executemany(
+            "INSERT OR IGNORE INTO urls (url, host, depth, referrer, state) VALUES (?, ?, ?, ?, 3)", entries)
+        self.recent.update(e[0] for e in entries)
+
     def start_run(self) -> int:
         """A new run of a scheduled crawl: every URL done in the last run is queued again,
         except those that were gone (404/410). Returns how many were queued."""
         self._begin()
-        n = self.db.execute("UPDATE urls SET state = 0 WHERE state = 2 AND gone = 0").rowcount
+        n = self.db.execute("UPDATE urls SET state = 0 WHERE state IN (2, 3) AND gone = 0").rowcount
         self.commit()
         self._reload_hosts()
-        self._counts[QUEUED] += n
-        self._counts[DONE] -= n
+        self._reload_counts()
         return n
 
     def recover(self) -> int:

@@ -72,10 +72,11 @@ class ParseResult:
     etag: str | None = None
     last_modified: str | None = None
     snapshot: bytes | None = None
+    final_url: str | None = None  # where redirects ended: that URL is covered by this record
 
     def pack(self) -> tuple:
         return (self.job_id, self.line, self.links, self.error_type, self.content_hash, self.changed,
-                self.status, self.etag, self.last_modified, self.snapshot)
+                self.status, self.etag, self.last_modified, self.snapshot, self.final_url)
 
     @staticmethod
     def unpack(t: tuple) -> "ParseResult":

@@ -35,8 +35,8 @@ from pathlib import Path
 
 from crawler import __version__, PROJECT_URL
 from crawler.errors import AbortError, StateError, UsageError
-from crawler.fetch import FetchAborted, FetchPolicy, RequestsFetcher, RetryLater, utc_now_iso
-from crawler.frontier import SQLiteFrontier
+from crawler.fetch import FetchAborted, FetchPolicy, RequestsFetcher, RetryLater, SeenURLs, utc_now_iso
+from crawler.frontier import SQLiteFrontier, known_reader
 from crawler.state import StateLock, begin_run, default_state_dir, has_placeholders
 from crawler.guard import AddressGuard
 from crawler.messages import FetchJob, Page
@@ -189,11 +189,13 @@ class Crawl:
             guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
                                  trusted_hosts={host_of(u) for u in self.seeds})
             policy = FetchPolicy(s.fetch, user_agent, scope=scope.compile(), scheduler=scheduler,
-                                 stop=self.stop_event)
+                                 stop=self.stop_event, claim=self._claim_hook(frontier))
             fetcher = self._make_fetcher(policy, guard)
             if s.crawl.obey_robots:
                 policy.robots = RobotsCache(user_agent, fetcher.fetch_robots)
             threads = self._start_fetchers(fetcher, scheduler, pool, crawl_id)
+            if s.crawl.sitemaps and not resumed:
+                threads.append(self._start_sitemaps(policy, guard, scheduler, scope))
             result = CrawlResult(crawl_id=crawl_id, output=str(self.output), resumed=resumed,
                                  run_number=run_number)
             started = time.monotonic()
@@ -225,6 +227,54 @@ class Crawl:
                 frontier.close()
             except sqlite3.Error as exc:  # already failing; what was committed stays committed
                 log.error("crawl state: %s", exc)
+
+    @staticmethod
+    def _claim_hook(frontier: SQLiteFrontier):
+        """Redirect-target dedup: a fetch follows a redirect only to a URL the frontier does
+        not know (read through its own connection: fetcher threads never touch the
+        coordinator's) and that no other fetch has claimed meanwhile. The coordinator then
+        marks the target covered, so no later link to it is fetched again."""
+        is_known, claimed = known_reader(frontier), SeenURLs()
+        return lambda url: not is_known(url) and claimed.add(url)
+
+    def _start_sitemaps(self, policy: FetchPolicy, guard: AddressGuard, scheduler: Scheduler,
+                        scope: Scope) -> threading.Thread:
+        """``[crawl] sitemaps``: a thread reads the seeds' sitemaps (politely: each request
+        takes its host's slot and turn) and posts the URLs it finds as depth-0 start URLs.
+        The crawl does not end while it runs."""
+        from crawler.requestsfetch import RequestsFetcher as SitemapFetcher
+        from crawler.robots import RobotsCache as Robots
+        from crawler.sitemaps import discover, polite_fetch
+        from crawler.robots import origin_of
+
+        fetcher = SitemapFetcher(policy, guard)  # sitemaps use the blocking transport, whatever the engine
+        robots = policy.robots or Robots(policy.user_agent, fetcher.fetch_robots)
+        limit = self.settings.crawl.max_pages or 1_000_000
+        self.events.put(("discovering", 1))
+
+        def run() -> None:
+            try:
+                found = discover((origin_of(u) for u in self.seeds),
+                                 polite_fetch(fetcher, scheduler, self.stop_event, max_bytes=policy.settings.max_bytes),
+                                 lambda origin: robots.sitemaps(origin + "/"), scope.compile().allows,
+                                 limit=limit, max_bytes=policy.settings.max_bytes)
+                batch: list[str] = []
+                for url in found:
+                    batch.append(url)
+                    if len(batch) >= 500:
+                        self.events.put(("start_urls", batch))
+                        batch = []
+                if batch:
+                    self.events.put(("start_urls", batch))
+            except Exception:  # a broken sitemap must not break the crawl
+                log.exception("reading sitemaps failed")
+            finally:
+                fetcher.close()
+                self.events.put(("discovering", -1))
+
+        thread = threading.Thread(target=run, name="sitemaps", daemon=True)
+        thread.start()
+        return thread
 
     def _make_fetcher(self, policy: FetchPolicy, guard: AddressGuard):
         if self.settings.fetch.engine == "async":
@@ -295,6 +345,7 @@ class Crawl:
         batch_lines: list[bytes] = []
         batch_started = 0.0
         draining = False
+        discovering = 0  # start-URL sources still running (sitemaps)
         last_progress = 0.0
         done_base = frontier.counts().done
 
@@ -313,6 +364,8 @@ class Crawl:
                         depth = job.depth + 1
                         if frontier.add((u, h, depth, job.url) for u, h in item.links):
                             to_fill.update(h for _, h in item.links)
+                    if item.final_url and item.final_url != job.url:
+                        frontier.cover([(item.final_url, host_of(item.final_url), job.depth, job.url)])
                     if item.error_type:
                         self.errors[item.error_type] += 1
                     if item.error_type is None:
@@ -324,9 +377,14 @@ class Crawl:
                         batch_started = time.monotonic()
                     batch_ids.append(item.job_id)
                     batch_lines.append(item.line)
-                else:  # "release": never started, or abandoned because we are stopping
+                elif kind == "release":  # never started, or abandoned because we are stopping
                     frontier.release([item])
                     self.leased.pop(item.id, None)
+                elif kind == "start_urls":  # from sitemaps
+                    if frontier.add((u, host_of(u), 0, None) for u in item):
+                        to_fill.update(host_of(u) for u in item)
+                else:  # "discovering": a start-URL source began (+1) or ended (-1)
+                    discovering += item
                 try:
                     event = self.events.get_nowait()
                 except queue.Empty:
@@ -390,7 +448,7 @@ class Crawl:
                 c = frontier.counts()
                 self.progress.update(done=c.done - done_base, queued=c.queued, in_flight=len(self.leased),
                                      errors=sum(self.errors.values()))
-            if not self.leased and not batch_ids and writer.unacked == 0:
+            if not self.leased and not batch_ids and writer.unacked == 0 and not (discovering and not draining):
                 if draining:
                     break
                 budget_left = (max_pages - frontier.counts().done) if max_pages else 1

@@ -96,7 +96,7 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         return error_result(page, cfg.crawl_id)
     digest = content_hash(page.body) if page.body else None
     facts = dict(status=page.status, etag=page.etag or job.etag,
-                 last_modified=page.last_modified or job.last_modified)
+                 last_modified=page.last_modified or job.last_modified, final_url=page.final_url)
     if job.snapshot is not None and (page.status == 304 or (digest is not None and digest == job.content_hash)):
         rule, data, links = orjson.loads(job.snapshot)
         record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False)
@@ -128,13 +128,14 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
     except Exception as exc:  # hostile HTML or a failing user callable: one parse error record
         message = f"{type(exc).__name__}: {exc}"[:500]
         record = record_for(page, cfg.crawl_id, error=("parse", message), changed=changed)
-        return ParseResult(job.id, encode(record), error_type="parse", status=page.status)
+        return ParseResult(job.id, encode(record), error_type="parse", status=page.status,
+                           final_url=page.final_url)
 
 
 def error_result(page: Page, crawl_id: str) -> ParseResult:
     """The record of a page that could not be fetched (it is never parsed)."""
     return ParseResult(page.job.id, encode(record_for(page, crawl_id)), error_type=page.error[0],
-                       status=page.status)
+                       status=page.status, final_url=page.final_url)
 
 
 def snapshot(rule: str | None, data: dict, links: int) -> bytes:
