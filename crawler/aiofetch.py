@@ -341,10 +341,8 @@ class AiohttpEngine:
             handoff.on_release(job)
             raise
         except RetryLater:
-            if scheduler.closed:  # nobody would hand it out again
+            if not scheduler.requeue(job):  # closed: nobody would hand it out again
                 handoff.on_release(job)
-            else:
-                scheduler.requeue(job)
             scheduler.done(job)
             return
         except Exception as exc:  # a bug must still settle the URL, never lose it

@@ -3,7 +3,7 @@
 - ``crawler.requestsfetch.RequestsFetcher``: the threads engine (requests + urllib3;
   also importable from here). Bodies are streamed, so ``max_bytes`` and the
   per-request deadline hold however the server behaves.
-- ``crawler.aiofetch.AiohttpFetcher``: the async engine (same policy, aiohttp transport).
+- ``crawler.aiofetch.AiohttpEngine``: the async engine (same policy, aiohttp transport).
 - ``MockFetcher(handler)``: in memory, for pipeline tests without sockets.
 
 What a fetch does around the HTTP request (``FetchPolicy``, shared by the engines, and

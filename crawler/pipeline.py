@@ -309,7 +309,8 @@ class Crawl:
                     self.events.put(("release", job))
                     continue
                 except RetryLater:
-                    scheduler.requeue(job)
+                    if not scheduler.requeue(job):  # stopping: back to the frontier, not lost
+                        self.events.put(("release", job))
                     continue
                 except Exception as exc:  # a bug must still settle the URL, never lose it
                     log.exception("fetcher failed on %s", job.url)

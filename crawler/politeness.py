@@ -115,14 +115,18 @@ class Scheduler:
             self._buffered += len(jobs)
             self._wake(len(jobs))
 
-    def requeue(self, job: FetchJob) -> None:
-        """Put a job that could not start yet back at the front of its host's buffer."""
+    def requeue(self, job: FetchJob) -> bool:
+        """Put a job that could not start yet back at the front of its host's buffer.
+        False once closed: the caller must then give the job back to the frontier."""
         with self._cond:
+            if self._closed:
+                return False
             slot = self._slot(job.host)
             slot.buffer.appendleft(job)
             self._buffered += 1
             self._maybe_push(slot)
             self._wake()
+            return True
 
     def wants(self, host: str) -> int:
         """How many more jobs ``host`` should be given (0 if its buffer is deep enough)."""

@@ -84,3 +84,12 @@ def test_low_buffer_marks_the_host_hungry():
     assert s.take_hungry() == {"a"}
     assert s.wants("a") == s.target - (s.low_water - 1)
     s.done(job)
+
+
+def test_requeue_after_close_is_refused_so_the_job_goes_back_to_the_frontier():
+    s = Scheduler(1, 0.0)
+    s.offer(jobs("a", 1))
+    job = s.try_next()[0]
+    assert s.requeue(job) is True
+    s.close()
+    assert s.requeue(job) is False
