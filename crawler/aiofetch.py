@@ -51,7 +51,6 @@ import queue
 import threading
 import time
 from typing import Callable
-from urllib.parse import urljoin
 
 import aiohttp
 from yarl import URL
@@ -68,9 +67,9 @@ from crawler.errors import (
 from crawler.fetch import (
     CHUNK,
     ERROR_BODY_BYTES,
-    REDIRECT_STATUSES,
     ROBOTS_MAX_BYTES,
     ROBOTS_MAX_REDIRECTS,
+    robots_step,
     FetchAborted,
     FetchPolicy,
     Response,
@@ -81,7 +80,7 @@ from crawler.guard import AddressGuard
 from crawler.messages import FetchJob, Page
 from crawler.retry import RetryableStatus
 from crawler.robots import RobotsAnswer
-from crawler.urls import BadURL, canonicalize, host_of
+from crawler.urls import host_of
 
 log = logging.getLogger("crawler")
 
@@ -534,13 +533,10 @@ class AiohttpEngine:
                 return RobotsAnswer(None, blocked=str(exc))
             except FetchError:  # timeout, connection: "unreachable"
                 return RobotsAnswer(None)
-            location = resp.headers.get("location")
-            if resp.status not in REDIRECT_STATUSES or not location:
-                return RobotsAnswer(resp.status, resp.body if 200 <= resp.status < 300 else b"")
-            try:
-                url = canonicalize(urljoin(url, location.strip()))
-            except (BadURL, ValueError):
-                return RobotsAnswer(resp.status)
+            step = robots_step(url, resp)
+            if isinstance(step, RobotsAnswer):
+                return step
+            url = step
         return RobotsAnswer(resp.status)  # too many redirects: "unavailable", allow all
 
 

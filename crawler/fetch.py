@@ -46,7 +46,7 @@ from urllib.parse import urljoin
 from crawler.errors import FetchError, HTTPStatusError, RobotsDenied, TooManyRedirects
 from crawler.messages import FetchJob, Page
 from crawler.retry import RetryableStatus, RetryPolicy, parse_retry_after
-from crawler.robots import RobotsCache, RobotsUnavailable
+from crawler.robots import RobotsAnswer, RobotsCache, RobotsUnavailable
 from crawler.urls import BadURL, canonicalize, host_of
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -272,6 +272,18 @@ class FetchPolicy:
         if error is not None:
             page.error = (error.type, str(error))
         return page
+
+
+def robots_step(url: str, resp: Response) -> RobotsAnswer | str:
+    """One response while fetching a robots.txt: the answer, or the URL a redirect leads
+    to next (both engines follow up to 5 redirects, as RFC 9309 allows)."""
+    location = resp.headers.get("location")
+    if resp.status not in REDIRECT_STATUSES or not location:
+        return RobotsAnswer(resp.status, resp.body if 200 <= resp.status < 300 else b"")
+    try:
+        return canonicalize(urljoin(url, location.strip()))
+    except (BadURL, ValueError):
+        return RobotsAnswer(resp.status)
 
 
 def run_fetch(policy: FetchPolicy, job: FetchJob, send: Callable[[str, dict], Response]) -> Page:

@@ -18,7 +18,6 @@ import os
 import socket
 import threading
 import time
-from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -32,9 +31,9 @@ from crawler.errors import Blocked, ConnectError, FetchError, FetchTimeout, TooL
 from crawler.fetch import (
     CHUNK,
     ERROR_BODY_BYTES,
-    REDIRECT_STATUSES,
     ROBOTS_MAX_BYTES,
     ROBOTS_MAX_REDIRECTS,
+    robots_step,
     FetchPolicy,
     Response,
     run_fetch,
@@ -42,7 +41,6 @@ from crawler.fetch import (
 from crawler.guard import AddressGuard, open_connection
 from crawler.messages import FetchJob, Page
 from crawler.robots import RobotsAnswer
-from crawler.urls import BadURL, canonicalize
 from crawler.watchdog import WATCHDOG
 
 # The deadline of the request this thread is sending, and its watchdog alarm. The
@@ -154,13 +152,10 @@ class RequestsFetcher:
                 return RobotsAnswer(None, blocked=str(exc))
             except FetchError:  # timeout, connection: "unreachable"
                 return RobotsAnswer(None)
-            location = resp.headers.get("location")
-            if resp.status not in REDIRECT_STATUSES or not location:
-                return RobotsAnswer(resp.status, resp.body if 200 <= resp.status < 300 else b"")
-            try:
-                url = canonicalize(urljoin(url, location.strip()))
-            except (BadURL, ValueError):
-                return RobotsAnswer(resp.status)
+            step = robots_step(url, resp)
+            if isinstance(step, RobotsAnswer):
+                return step
+            url = step
         return RobotsAnswer(resp.status)  # too many redirects: "unavailable", allow all
 
     def send(self, url: str, headers: dict) -> Response:
