@@ -13,6 +13,8 @@ Contract (small on purpose, so that a Redis frontier can implement it too):
   the exactly-once point (DESIGN §4).
 - ``release(jobs)`` puts leased URLs back to ``queued`` (a drained stop).
 - ``recover()`` at start-up returns every ``leased`` URL to ``queued`` (after a crash).
+- ``cover(entries)`` records redirect targets fetched through a redirect (known, not leased).
+- ``start_run()`` begins another run of a scheduled crawl: done URLs are queued again.
 
 URL states: queued (0) -> leased (1) -> done (2). A redirect target that was fetched
 through the redirect is *covered* (3): known, never leased, its data in the record of the
@@ -51,15 +53,7 @@ class Frontier(Protocol):
     def hosts(self) -> dict[str, int]: ...
     def complete(self, ids: Sequence[int], output_size: int, output_tail: str = "",
                  facts: Sequence[tuple] = ()) -> None: ...
-    def cover(self, entries: Iterable[Entry]) -> None:
-        """Record redirect targets as covered. One that is already known stays as it is
-        (if it was queued it will still get a record of its own: fetched twice, never lost)."""
-        entries = list(entries)
-        self._begin()
-        self.db.executemany(
-            "INSERT OR IGNORE INTO urls (url, host, depth, referrer, state) VALUES (?, ?, ?, ?, 3)", entries)
-        self.recent.update(e[0] for e in entries)
-
+    def cover(self, entries: Iterable[Entry]) -> None: ...
     def start_run(self) -> int: ...
     def release(self, jobs: Sequence[FetchJob]) -> None: ...
     def recover(self) -> int: ...
