@@ -119,7 +119,6 @@ def test_a_body_of_exactly_max_bytes_is_kept_and_one_byte_more_is_too_large():
 
 def self_signed(tmp_path) -> tuple[str, str]:
     """A certificate for 127.0.0.1 and its key, as PEM files."""
-    pytest.importorskip("cryptography")
     import datetime
     import ipaddress
 
