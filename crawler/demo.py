@@ -8,6 +8,8 @@ known to contain, and prints what to try next.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +32,14 @@ per_host_concurrency = 4
 per_host_delay = 0.02   # the demo's own server: be quick, but still polite
 
 """
+
+
+def command_name() -> str:
+    """How to type `crawler` here: bare if it is on PATH, else the path it was run by."""
+    script = sys.argv[0] if sys.argv else ""
+    if Path(script).name == "crawler" and shutil.which("crawler") != str(Path(script).resolve()):
+        return os.path.relpath(script)
+    return "crawler" if shutil.which("crawler") else f"{sys.executable} -m crawler"
 
 
 def run_demo(output_dir: str = "demo-output", quiet: bool = False) -> int:
@@ -55,8 +65,9 @@ def run_demo(output_dir: str = "demo-output", quiet: bool = False) -> int:
         say(f"demo: {len(wrong)} records differ from the site and {len(missing)} pages are missing")
         return 1
     say(f"demo: all {len(records)} records match the site's known contents.\n")
+    cmd = command_name()
     say("Try next:")
-    say(f"  crawler inspect {output}")
-    say(f"  crawler inspect {output} --where \"to_number(data.price) < `20`\" --fields url,data.title,data.price")
-    say(f"  crawler inspect {output} --report {out / 'report.html'}")
+    say(f"  {cmd} inspect {output}")
+    say(f"  {cmd} inspect {output} --where \"to_number(data.price) < `20`\" --fields url,data.title,data.price")
+    say(f"  {cmd} inspect {output} --report {out / 'report.html'}")
     return 0
