@@ -68,6 +68,6 @@ def run_demo(output_dir: str = "demo-output", quiet: bool = False) -> int:
     cmd = command_name()
     say("Try next:")
     say(f"  {cmd} inspect {output}")
-    say(f"  {cmd} inspect {output} --where \"to_number(data.price) < `20`\" --fields url,data.title,data.price")
+    say(f"  {cmd} inspect {output} --where 'to_number(data.price) < 20' --fields url,data.title,data.price")
     say(f"  {cmd} inspect {output} --report {out / 'report.html'}")
     return 0
