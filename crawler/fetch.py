@@ -1,10 +1,9 @@
 """Fetchers: ``fetch(job) -> Page``, with interchangeable implementations.
 
-- ``crawler.requestsfetch.RequestsFetcher``: the threads engine (requests + urllib3;
-  also importable from here). Bodies are streamed, so ``max_bytes`` and the
-  per-request deadline hold however the server behaves.
+- ``crawler.requestsfetch.RequestsFetcher``: the threads engine (requests + urllib3).
+  Bodies are streamed, so ``max_bytes`` and the per-request deadline hold however the
+  server behaves.
 - ``crawler.aiofetch.AiohttpEngine``: the async engine (same policy, aiohttp transport).
-- ``MockFetcher(handler)``: in memory, for pipeline tests without sockets.
 
 What a fetch does around the HTTP request (``FetchPolicy``, shared by the engines, and
 ``run_fetch``, the loop for blocking transports):
@@ -336,23 +335,3 @@ def run_fetch(policy: FetchPolicy, job: FetchJob, send: Callable[[str, dict], Re
             policy.scheduler.give_back_turn(job)
     elapsed = (time.monotonic() - started) * 1000
     return policy.page(job, fetched_at, response, sent - hops, error, elapsed, final_url=ended_at)
-
-
-class MockFetcher:
-    """In-memory fetcher for tests: ``handler(job) -> Page``."""
-
-    def __init__(self, handler: Callable[[FetchJob], Page]):
-        self.handler = handler
-
-    def fetch(self, job: FetchJob) -> Page:
-        return self.handler(job)
-
-
-def __getattr__(name: str):
-    """``crawler.fetch.RequestsFetcher`` (and its adapter) still import from here; they
-    live in crawler/requestsfetch.py, loaded on first use (it imports this module)."""
-    if name in ("RequestsFetcher", "GuardedAdapter"):
-        from crawler import requestsfetch
-
-        return getattr(requestsfetch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from crawler import __version__, PROJECT_URL
 from crawler.errors import AbortError, StateError, UsageError
-from crawler.fetch import FetchAborted, FetchPolicy, RequestsFetcher, RetryLater, SeenURLs, utc_now_iso
+from crawler.fetch import FetchAborted, FetchPolicy, RetryLater, SeenURLs, utc_now_iso
+from crawler.requestsfetch import RequestsFetcher
 from crawler.frontier import SQLiteFrontier, known_reader
 from crawler.state import StateLock, begin_run, default_state_dir, has_placeholders
 from crawler.guard import AddressGuard
@@ -109,7 +110,6 @@ class Crawl:
         self._stop_reason: str | None = None
         self.leased: dict[int, FetchJob] = {}
         self.facts: dict[int, tuple] = {}  # what the frontier keeps per URL, until acked
-        self.stats: Counter = Counter()
         self.errors: Counter = Counter()
         self._aborted = False
 
@@ -242,12 +242,11 @@ class Crawl:
         """``[crawl] sitemaps``: a thread reads the seeds' sitemaps (politely: each request
         takes its host's slot and turn) and posts the URLs it finds as depth-0 start URLs.
         The crawl does not end while it runs."""
-        from crawler.requestsfetch import RequestsFetcher as SitemapFetcher
         from crawler.robots import RobotsCache as Robots
         from crawler.sitemaps import discover, polite_fetch
         from crawler.robots import origin_of
 
-        fetcher = SitemapFetcher(policy, guard)  # sitemaps use the blocking transport, whatever the engine
+        fetcher = RequestsFetcher(policy, guard)  # sitemaps use the blocking transport, whatever the engine
         robots = policy.robots or Robots(policy.user_agent, fetcher.fetch_robots)
         limit = self.settings.crawl.max_pages or 1_000_000
         self.events.put(("discovering", 1))

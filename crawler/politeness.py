@@ -74,8 +74,6 @@ class Scheduler:
         self._heap: list[tuple[float, int, int, HostSlot]] = []
         self._seq = itertools.count()
         self._hungry: set[str] = set()
-        self._buffered = 0
-        self._in_flight = 0
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
         # job id -> the slot a job holds after a redirect moved it off its own host
@@ -112,7 +110,6 @@ class Scheduler:
                 slot = self._slot(job.host)
                 slot.buffer.append(job)
                 self._maybe_push(slot)
-            self._buffered += len(jobs)
             self._wake(len(jobs))
 
     def requeue(self, job: FetchJob) -> bool:
@@ -123,7 +120,6 @@ class Scheduler:
                 return False
             slot = self._slot(job.host)
             slot.buffer.appendleft(job)
-            self._buffered += 1
             self._maybe_push(slot)
             self._wake()
             return True
@@ -164,9 +160,7 @@ class Scheduler:
             if slot.in_flight >= slot.concurrency or not slot.buffer:  # a moved job took the slot
                 continue
             job = slot.buffer.popleft()
-            self._buffered -= 1
             slot.in_flight += 1
-            self._in_flight += 1
             before, slot.next_start = slot.next_start, now + slot.delay
             slot.last_grant = (job.id, before, slot.next_start)
             self._maybe_push(slot)
@@ -195,7 +189,6 @@ class Scheduler:
         redirect moved it)."""
         with self._cond:
             slot = self._moved.pop(job.id, self._slots[job.host]) if self._moved else self._slots[job.host]
-            self._in_flight -= 1
             if slot is None:  # a move was abandoned: the job held no slot
                 return
             slot.in_flight -= 1
@@ -287,7 +280,6 @@ class Scheduler:
         with self._cond:
             token = FetchJob(id=-next(self._tokens), url="", host=host, depth=0)
             self._moved[token.id] = None  # holds nothing yet: move() takes the slot
-            self._in_flight += 1  # done(token) counts it out
         if self.move(token, host, stop):
             return token
         self.done(token)
@@ -333,14 +325,6 @@ class Scheduler:
             slot.delay = max(self.delay, delay)
 
     # -- state and shutdown ------------------------------------------------------------------
-    @property
-    def buffered(self) -> int:
-        return self._buffered
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def add_listener(self, callback: Callable[[], None]) -> None:
         """``callback()`` runs (under the lock, so it must be quick) whenever work may be ready."""
         with self._cond:
@@ -353,7 +337,6 @@ class Scheduler:
             jobs = [job for slot in self._slots.values() for job in slot.buffer]
             for slot in self._slots.values():
                 slot.buffer.clear()
-            self._buffered = 0
             self._heap.clear()
             self._cond.notify_all()
             for listener in self._listeners:

@@ -105,9 +105,6 @@ class ParserPool:
         self._backlog.append(page)
         self._wake()
 
-    def is_shutting_down(self) -> bool:
-        return self._closing
-
     @property
     def broken(self) -> BaseException | None:
         return self._broken
@@ -115,9 +112,6 @@ class ParserPool:
     def _check_broken(self) -> None:
         if self._broken is not None:
             raise AbortError(f"parser pool broken: {self._broken}")
-
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers if w.process.pid]
 
     def close(self, timeout: float = 60.0) -> None:
         """Parse everything submitted, stop the workers (one sentinel each), join all."""

@@ -63,18 +63,6 @@ def test_async_crawl_of_four_hosts_writes_one_correct_record_per_page(shop, cli,
     assert server.hits() == len(catalog.expected) + len(catalog.hosts)
 
 
-def test_async_max_pages_is_honoured_exactly(shop, cli, tmp_path):
-    served = shop(300, hosts=3)
-    write_seeds(tmp_path, served.catalog.seeds)
-    run = cli("crawl", "-s", "seeds.txt", "-o", "out.jsonl", "-q", "--max-pages", "57", *ASYNC,
-              settings=FAST + served.catalog.rules_toml)
-    assert run.code == 0, run.stderr
-    assert len(run.records) == 57
-    assert len({r["url"] for r in run.records}) == 57
-    robots = sum(served.server.hits(h, "/robots.txt") for h in served.catalog.hosts)
-    assert served.server.hits() - robots == 57
-
-
 def slow_hosts(serve, hosts: list[str], pages: int, delay: float):
     """Every host: "/" links to `pages` pages that each answer after `delay` seconds."""
     site = Site()

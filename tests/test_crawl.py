@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from urllib.parse import urlsplit
 
+import pytest
 from lxml import html as lxml_html
 
 from crawler.sample.catalog import canonical_url
@@ -91,10 +92,11 @@ def test_max_depth_zero_fetches_only_the_seeds(shop, cli, tmp_path):
     assert sorted(r["url"] for r in run.records) == sorted(served.catalog.seeds)
 
 
-def test_max_pages_is_honoured_exactly(shop, cli, tmp_path):
+@pytest.mark.parametrize("engine", ["threads", "async"])
+def test_max_pages_is_honoured_exactly(shop, cli, tmp_path, engine):
     served = shop(300, hosts=3)
     write_seeds(tmp_path, served.catalog.seeds)
-    run = cli("crawl", "-s", "seeds.txt", "-o", "out.jsonl", "-q", "--max-pages", "57",
+    run = cli("crawl", "-s", "seeds.txt", "-o", "out.jsonl", "-q", "--max-pages", "57", "--engine", engine,
               settings=FAST + served.catalog.rules_toml)
     assert run.code == 0, run.stderr
     assert len(run.records) == 57

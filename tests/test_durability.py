@@ -14,7 +14,6 @@ from collections import Counter
 
 import orjson
 import psutil
-import pytest
 
 from crawler.sample.server import Response, Site
 from tests.conftest import REPO

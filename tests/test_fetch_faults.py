@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from crawler.sample.server import HANG, RESET, Drip, Response, Site, SiteServer
-from tests.conftest import run_cli
+from tests.conftest import assert_starts_apart, run_cli
 
 H = "127.0.0.1"  # the fault rows
 R = "127.0.0.2"  # robots.txt: Disallow: /private/, Crawl-delay: 0.5
@@ -24,19 +24,6 @@ OUTSIDE = "127.0.0.9"  # bound, but out of scope: nothing may reach it
 CRAWL_DELAY = 0.5
 TIMEOUT = 1.0
 RETRIES = 1
-# The server stamps a request when its thread gets to parse it, and the crawler's
-# thread sends it some time after taking the host's turn; on a loaded machine either
-# can be late by tens of milliseconds, which makes one gap between two stamps look
-# that much shorter (and the next one longer). A missing delay shows as a gap near 0.
-JITTER = 0.1
-
-
-def assert_starts_apart(starts: list[float], delay: float) -> None:
-    """Every two consecutive starts at least ``delay`` apart, short of the stamps' jitter;
-    and all of them together spread over at least that many delays."""
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= delay - JITTER, gaps
-    assert starts[-1] - starts[0] >= (len(starts) - 1) * delay - JITTER / 2, gaps
 
 SETTINGS = f"""
 [crawl]

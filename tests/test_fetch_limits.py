@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from crawler.errors import FetchTimeout, TooLarge
-from crawler.fetch import FetchPolicy, RequestsFetcher
+from crawler.fetch import FetchPolicy
+from crawler.requestsfetch import RequestsFetcher
 from crawler.sample.server import Response, Site, SiteServer
 from crawler.settings import load_settings
 from tests.conftest import REPO, read_records

@@ -6,7 +6,8 @@ import gzip
 import threading
 import time
 
-from crawler.fetch import FetchPolicy, RequestsFetcher
+from crawler.fetch import FetchPolicy
+from crawler.requestsfetch import RequestsFetcher
 from crawler.guard import AddressGuard
 from crawler.messages import FetchJob
 from crawler.politeness import Scheduler

@@ -11,7 +11,8 @@ import pytest
 from crawler import robots as robots_mod
 from crawler.api import crawl
 from crawler.errors import Blocked
-from crawler.fetch import FetchPolicy, RequestsFetcher
+from crawler.fetch import FetchPolicy
+from crawler.requestsfetch import RequestsFetcher
 from crawler.robots import RobotsAnswer, RobotsCache, RobotsUnavailable
 from crawler.sample.server import Response, Site, SiteServer
 from crawler.settings import load_settings

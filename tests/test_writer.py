@@ -4,7 +4,6 @@ whole lines only even when the disk fills."""
 import multiprocessing as mp
 import resource
 
-import pytest
 
 from sinks.writer import WriterProcess
 
