@@ -28,8 +28,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from crawler.frontier import SQLiteFrontier  # noqa: E402
-from crawler.sample.server import Request, Response, Site, SiteServer  # noqa: E402
+from crawler.engine.frontier import SQLiteFrontier  # noqa: E402
+from crawler.demo.shop.server import Request, Response, Site, SiteServer  # noqa: E402
 
 
 def make_site(links: int) -> Site:

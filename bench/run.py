@@ -5,7 +5,7 @@
           ▼                                                 ▼
        hits, server CPU                  out.jsonl ─► checked against Catalog.expected
 
-The site (`python -m crawler.sample.server --catalog bench`) runs in its own process, so its CPU
+The site (`python -m crawler.demo.shop --catalog bench`) runs in its own process, so its CPU
 is not counted against a contender and is reported on its own. Each contender crawls the whole
 catalog from the hosts' "/" pages with 64 concurrent requests, 16 per host, no delay, robots.txt
 obeyed and no depth limit. A run counts only if every expected page was fetched with status 200,
@@ -42,8 +42,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout: import the sample site from it
 
-from crawler.sample.catalog import build_catalog, canonical_url, loopback_hosts  # noqa: E402
-from crawler.sample.server import BENCH_OUT_OF_SCOPE_HOST  # noqa: E402
+from crawler.demo.shop.catalog import build_catalog, canonical_url, loopback_hosts  # noqa: E402
+from crawler.demo.shop.catalog import BENCH_OUT_OF_SCOPE_HOST  # noqa: E402
 
 CONTENDERS = ("ours", "async", "scrapy")
 SAMPLE_SECONDS = 0.1
@@ -70,7 +70,7 @@ class SiteProcess:
     def __init__(self, hosts: int, pages: int, page_bytes: int, workdir: Path) -> None:
         self.stats_file = workdir / "site-stats.json"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crawler.sample.server", "--catalog", "bench", "--hosts", str(hosts),
+            [sys.executable, "-m", "crawler.demo.shop", "--catalog", "bench", "--hosts", str(hosts),
              "--pages", str(pages), "--page-bytes", str(page_bytes), "--stats-file", str(self.stats_file)],
             stdout=subprocess.PIPE, text=True, cwd=ROOT)
         line = self.proc.stdout.readline()

@@ -2,34 +2,31 @@
 
 Data flow (one crawl)::
 
-    seeds ─► Frontier ──FetchJob──► Scheduler ──► fetchers ──Page──► ParserPool ──ParseResult──┐
-             (SQLite)               (per-host     (threads +          (processes: decode,       │
-                                     slots and     requests, or        XPath/regex fields,      │
-                ▲                    delays,       one asyncio loop    links, scope)            │
-                │                    robots)       + aiohttp)                                   ▼
-                │  links (canonical, in scope)                                           Coordinator
-                ├───────────────────────────────────────────────────────────────────────  (one thread:
-                │  done ids + committed file size                                         owns the
-                └──────────────────── Writer process (append, flush, fsync, ack) ◄─lines─ frontier)
+    seeds ─► Frontier ──FetchJob──► HostScheduler ──► fetch engine ──Page──► ParserPool ──ParseResult──┐
+             (SQLite)               (per-host slots,  (one policy,           (processes: decode,         │
+                ▲                    delays, turns)    two transports:        XPath/regex fields,        │
+                │                                      requests threads       links, scope)              ▼
+                │                                      or aiohttp loop)                             Coordinator
+                │  links (canonical, in scope)                                                     (one thread:
+                ├────────────────────────────────────────────────────────────────────────────────  owns the
+                │  done ids + committed file size                                                   frontier)
+                └──────────────────────────── Writer process (append, flush, fsync, ack) ◄─lines─┘
 
-- Frontier (crawler/frontier.py): the durable set of URLs, queued → leased → done.
-- Scheduler (crawler/politeness.py): hands a FetchJob to a fetcher only when that
-  job's host has a free slot and its delay has passed; hosts that wait never block
-  ready ones.
-- Fetchers: ``fetch(job) -> Page``. The policy both engines share (robots, retries,
-  redirects, limits) is crawler/fetch.py; the threads engine is crawler/requestsfetch.py,
-  the async one crawler/aiofetch.py; crawler/guard.py refuses non-public addresses and
-  crawler/watchdog.py enforces each request's deadline.
-- ParserPool (parsers/pool.py): worker processes that turn a Page into a record line
-  and a list of links.
-- Writer (sinks/writer.py): the only process that touches the output file.
-- Coordinator (crawler/pipeline.py): the single thread that owns the frontier, so
-  the frontier needs no locks; it admits links, forwards lines to the writer and
-  marks URLs done when the writer acks them.
+The packages, in the order a URL travels:
 
-Around it: crawler/state.py (the state directory and its runs), crawler/schedule.py
-(``crawler schedule``), crawler/inspecting.py and its modules (``crawler inspect``),
-crawler/api.py (the Python API) and crawler/cli.py (the command line over it).
+- ``crawler.engine``: seeds, the state directory, the frontier, per-host scheduling
+  (``HostScheduler``), the ``Crawl`` and its coordinator, progress, recurring runs.
+- ``crawler.fetch``: one fetch policy (robots.txt, retries, redirects, limits, the SSRF
+  guard, the deadline) and the two transports that carry it out; sitemaps.
+- ``parsers`` (top level): the parser process pool: decoding, fields, links.
+- ``sinks`` (top level): the writer process and the record schema.
+- ``crawler.inspection``: ``crawler inspect``, which reads output files back.
+- ``crawler.demo``: ``crawler demo`` and the sample site the tests and bench crawl.
+
+Beside them, the neutral modules every stage may use: messages.py (the types that
+cross threads and processes), urls.py, errors.py, settings.py (+ defaults.toml) and
+procname.py; and the surfaces: api.py (the Python API), cli.py and __main__.py.
+The import rules between these are contracts in pyproject.toml, checked by the tests.
 """
 
 __version__ = "0.1.0"

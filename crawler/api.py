@@ -18,9 +18,9 @@ import threading
 from typing import Any, Iterable
 
 from crawler.errors import UsageError
-from crawler.pipeline import Crawl, CrawlResult
-from crawler.progress import Progress, wants_progress
-from crawler.seeds import read_seeds, require_seeds
+from crawler.engine.crawl import Crawl, CrawlResult
+from crawler.engine.progress import Progress, wants_progress
+from crawler.engine.seeds import read_seeds, require_seeds
 from crawler.settings import Settings, key_section, load_settings
 
 

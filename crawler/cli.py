@@ -61,9 +61,9 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from crawler.api import resolve_settings
-    from crawler.progress import wants_progress
-    from crawler.schedule import Cadence, Scheduler, print_cron, print_systemd, schedule_signals
-    from crawler.seeds import read_seeds, require_seeds
+    from crawler.engine.progress import wants_progress
+    from crawler.engine.recurring import Cadence, RunScheduler, print_cron, print_systemd, schedule_signals
+    from crawler.engine.seeds import read_seeds, require_seeds
 
     overrides = {k: v for k, v in crawl_overrides(args).items() if v is not None}
     conf = resolve_settings(args.config, overrides)
@@ -80,15 +80,15 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if args.runs is not None and args.runs < 1:
         raise UsageError(f"--runs: must be at least 1, got {args.runs}")
     urls = require_seeds(read_seeds(args.urls, args.seeds, conf.crawl.seeds))
-    logging.getLogger("crawler.schedule").setLevel(logging.ERROR if args.quiet else logging.INFO)
-    scheduler = Scheduler(conf, urls, output=conf.output.path, state_dir=args.state, cadence=cadence,
+    logging.getLogger("crawler.engine.recurring").setLevel(logging.ERROR if args.quiet else logging.INFO)
+    scheduler = RunScheduler(conf, urls, output=conf.output.path, state_dir=args.state, cadence=cadence,
                           runs=args.runs or 0, progress=wants_progress(args.quiet), fresh=args.fresh)
     schedule_signals(scheduler)
     return scheduler.run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from crawler.demo import run_demo
+    from crawler.demo.command import run_demo
 
     return run_demo(args.output_dir, quiet=args.quiet)
 
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schedule)
 
     try:
-        from crawler import inspecting
+        from crawler.inspection import command as inspecting
     except ImportError:
         inspecting = None
     if inspecting is not None:
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from crawler.progress import setup_logging
+    from crawler.engine.progress import setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -7,6 +7,13 @@ or compiled rules, which every process builds for itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+def utc_now_iso() -> str:
+    """The record timestamp format: UTC, milliseconds, a Z suffix."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from crawler.sample.catalog import Catalog, build_catalog, loopback_hosts
-from crawler.sample.server import Site, SiteServer
+from crawler.demo.shop.catalog import Catalog, build_catalog, loopback_hosts
+from crawler.demo.shop.server import Site, SiteServer
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.sample.server import Response, Site
+from crawler.demo.shop.server import Response, Site
 
 
 @pytest.fixture

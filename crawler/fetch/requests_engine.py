@@ -1,0 +1,249 @@
+"""The threads engine: ``RequestsFetcher``, requests + urllib3 under ``run_fetch``.
+
+Each fetcher thread has its own ``requests.Session``. What this transport adds to a
+plain GET:
+
+- connections are opened by ``guard.open_connection`` (the SSRF guard checks every
+  address before connecting and the peer after);
+- the request's socket is put under the watchdog (crawler/fetch/watchdog.py) as soon as it
+  exists, so the deadline holds through slow headers, a dripping body and, once the
+  handshake is done, TLS;
+- bodies are streamed with ``read1``: urllib3 inflates at most a chunk at a time, so
+  ``max_bytes`` bounds the decoded size and the memory it takes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
+
+from crawler.errors import Blocked, ConnectError, FetchError, FetchTimeout, TooLarge
+from crawler.fetch.policy import (
+    CHUNK,
+    ERROR_BODY_BYTES,
+    ROBOTS_MAX_BYTES,
+    ROBOTS_MAX_REDIRECTS,
+    robots_step,
+    FetchPolicy,
+    Response,
+    run_fetch,
+)
+from crawler.fetch.guard import AddressGuard, open_connection
+from crawler.messages import FetchJob, Page
+from crawler.fetch.robots import RobotsAnswer
+from crawler.fetch.watchdog import WATCHDOG
+
+# The deadline of the request this thread is sending, and its watchdog alarm. The
+# connection classes below arm the alarm as soon as they have a socket.
+_current = threading.local()
+
+
+def _arm(sock: socket.socket | None) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None and getattr(_current, "alarm", None) is None:
+        _current.alarm = WATCHDOG.arm(deadline, sock)
+
+
+def _connection_class(base, guard: AddressGuard | None):
+    """``base`` (a urllib3 connection class) that connects through the SSRF guard and puts
+    its socket under the request's deadline."""
+
+    class Conn(base):
+        def _new_conn(self):
+            timeout = self.timeout
+            if timeout is _DEFAULT_TIMEOUT:
+                timeout = socket.getdefaulttimeout()
+            try:
+                sock = open_connection(self._dns_host, self.port, guard=guard, timeout=timeout,
+                                       deadline=getattr(_current, "deadline", None),
+                                       family=allowed_gai_family(), source_address=self.source_address,
+                                       socket_options=self.socket_options)
+            except socket.gaierror as exc:
+                raise NameResolutionError(self.host, self, exc) from exc
+            except socket.timeout as exc:
+                raise ConnectTimeoutError(self, f"connection to {self.host} timed out") from exc
+            except OSError as exc:
+                raise NewConnectionError(self, f"failed to establish a new connection: {exc}") from exc
+            _arm(sock)
+            return sock
+
+        def connect(self):
+            super().connect()
+            alarm = getattr(_current, "alarm", None)
+            if alarm is not None and alarm.sock is not self.sock:  # wrapped in TLS
+                WATCHDOG.retarget(alarm, self.sock)
+
+        def getresponse(self, *args, **kwargs):
+            _arm(self.sock)  # a reused keep-alive connection
+            return super().getresponse(*args, **kwargs)
+
+    return Conn
+
+
+def _guarded_pools(guard: AddressGuard | None):
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = _connection_class(HTTPConnectionPool.ConnectionCls, guard)
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = _connection_class(HTTPSConnectionPool.ConnectionCls, guard)
+
+    return {"http": HTTPPool, "https": HTTPSPool}
+
+
+class GuardedAdapter(HTTPAdapter):
+    def __init__(self, guard: AddressGuard | None, **kw):
+        self._guard = guard
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        super().init_poolmanager(*args, **kw)
+        self.poolmanager.pool_classes_by_scheme = _guarded_pools(self._guard)
+
+
+class RequestsFetcher:
+    """The threads engine: call ``fetch`` from any number of threads."""
+
+    def __init__(self, policy: FetchPolicy, guard: AddressGuard | None = None):
+        self.policy = policy
+        self.guard = guard
+        self._local = threading.local()
+        # Reading proxy settings, .netrc and CA paths from the environment on every
+        # request costs CPU; only do it if the user has configured a proxy there.
+        self.trust_env = any(k.lower().endswith("_proxy") for k in os.environ)
+        self.proxies: dict = {}
+
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = self.trust_env
+            adapter = GuardedAdapter(self.guard, pool_connections=16,
+                                     pool_maxsize=max(2, self.policy.settings.per_host_concurrency),
+                                     max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+        return session
+
+    def close(self) -> None:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+
+    def fetch(self, job: FetchJob) -> Page:
+        return run_fetch(self.policy, job, self.send)
+
+    def fetch_robots(self, url: str) -> RobotsAnswer:
+        """GET a robots.txt, following up to 5 redirects (RFC 9309), each through the guard."""
+        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
+            try:
+                resp = self.exchange(url, self.policy.base_headers, limit=ROBOTS_MAX_BYTES, truncate=True)
+            except Blocked as exc:
+                return RobotsAnswer(None, blocked=str(exc))
+            except FetchError:  # timeout, connection: "unreachable"
+                return RobotsAnswer(None)
+            step = robots_step(url, resp)
+            if isinstance(step, RobotsAnswer):
+                return step
+            url = step
+        return RobotsAnswer(resp.status)  # too many redirects: "unavailable", allow all
+
+    def send(self, url: str, headers: dict) -> Response:
+        return self.exchange(url, headers, limit=self.policy.settings.max_bytes)
+
+    def exchange(self, url: str, headers: dict, *, limit: int, truncate: bool = False) -> Response:
+        """One GET, redirects not followed. A 2xx body is read up to ``limit`` decoded bytes
+        (more is TooLarge, or cut off with ``truncate``); other bodies are dropped."""
+        timeout = self.policy.settings.timeout
+        started = time.monotonic()
+        deadline = started + self.policy.deadline
+        _current.deadline, _current.alarm = deadline, None
+        try:
+            return self._exchange(url, headers, timeout, started, deadline, limit, truncate)
+        finally:
+            alarm = _current.alarm
+            _current.deadline = _current.alarm = None
+            if alarm is not None:
+                WATCHDOG.disarm(alarm)
+
+    def _overdue(self, deadline: float) -> bool:
+        alarm = getattr(_current, "alarm", None)
+        return (alarm is not None and alarm.fired) or time.monotonic() >= deadline
+
+    def _exchange(self, url, headers, timeout, started, deadline, limit, truncate) -> Response:
+        late = f"no complete answer within the deadline of {self.policy.deadline:g}s: {url}"
+        try:
+            session = self.session()
+            # Session.get() merges environment, auth and hook settings on every call,
+            # which costs more CPU than the HTTP exchange itself here; a prepared
+            # request with the session's cookies does what we need and no more.
+            prep = requests.PreparedRequest()
+            prep.prepare(method="GET", url=url, headers=headers,
+                         cookies=session.cookies if len(session.cookies) else None)
+            resp = session.send(prep, stream=True, timeout=(timeout, timeout), allow_redirects=False,
+                                proxies=self.proxies)
+        except Blocked:
+            raise
+        except requests.exceptions.Timeout as exc:
+            raise FetchTimeout(f"timed out after {timeout:g}s: {url}") from exc
+        except requests.exceptions.RequestException as exc:
+            if self._overdue(deadline):
+                raise FetchTimeout(late) from exc
+            raise ConnectError(f"{_reason(exc)}: {url}") from exc
+        try:
+            ok = 200 <= resp.status_code < 300
+            cap = limit if ok else ERROR_BODY_BYTES
+            body = bytearray()
+            raw = resp.raw
+            try:
+                # read1: whatever has arrived, at most CHUNK decoded bytes (urllib3 inflates
+                # no more than that at a time), so memory stays bounded and the deadline is
+                # looked at often.
+                while chunk := raw.read1(CHUNK, decode_content=True):
+                    body += chunk
+                    if len(body) > cap:
+                        if ok and not truncate:
+                            too_large = TooLarge(f"body larger than max_bytes={cap}: {url}")
+                            too_large.response = Response(  # the record still shows the answer
+                                url, resp.status_code, {k.lower(): v for k, v in resp.headers.items()},
+                                b"", (time.monotonic() - started) * 1000)
+                            raise too_large
+                        del body[cap:]
+                        break
+                    if time.monotonic() >= deadline:
+                        raise FetchTimeout(late)
+            except (urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout, socket.timeout) as exc:
+                raise FetchTimeout(f"read timed out after {timeout:g}s: {url}") from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if self._overdue(deadline):
+                    raise FetchTimeout(late) from exc
+                raise ConnectError(f"{_reason(exc)}: {url}") from exc
+            if self._overdue(deadline):  # the watchdog cut the body short
+                raise FetchTimeout(late)
+            headers_out = {k.lower(): v for k, v in resp.headers.items()}
+            return Response(url, resp.status_code, headers_out, bytes(body) if ok else b"",
+                            (time.monotonic() - started) * 1000)
+        finally:
+            resp.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line reason from a requests/urllib3 exception chain."""
+    while exc.__context__ is not None and not str(exc):
+        exc = exc.__context__
+    text = str(exc) or type(exc).__name__
+    for marker in ("Connection refused", "Connection reset", "Name or service not known",
+                   "Remote end closed connection", "IncompleteRead", "Connection aborted"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[0][:200]

@@ -1,0 +1,192 @@
+"""Crash safety (DESIGN §4): kill -9 at any moment, dead parsers, a poison page, a full
+disk and a lost writer all end in exactly one record per page once the crawl resumes."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import orjson
+import psutil
+
+from crawler.demo.shop.server import Response, Site
+from tests.conftest import REPO
+
+SETTINGS = """
+[crawl]
+max_depth = -1
+[fetch]
+concurrency = 8
+per_host_concurrency = 2
+per_host_delay = 0.015  # ~270 pages/s over 4 hosts: long enough to be killed 5 times
+timeout = 5
+"""
+
+
+def crawl_cmd(*extra):
+    return [sys.executable, "-m", "crawler", "crawl", "-s", "seeds.txt", "-o", "out.jsonl", *extra]
+
+
+def popen(tmp_path, *extra, preexec_fn=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(crawl_cmd(*extra), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec_fn)
+
+
+def finish(proc, timeout=240):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def records(tmp_path):
+    data = (tmp_path / "out.jsonl").read_bytes()
+    assert not data or data.endswith(b"\n")
+    return [orjson.loads(line) for line in data.splitlines()]  # every line must be valid JSON
+
+
+def record_count(tmp_path):
+    path = tmp_path / "out.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def child_after(proc, tmp_path, records_written, name):
+    """The crawl's child process called ``name``, once ``records_written`` lines exist."""
+    deadline = time.monotonic() + 60
+    while record_count(tmp_path) < records_written and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = [p for p in psutil.Process(proc.pid).children() if p.name() == name]
+    assert children, f"no {name} process found"
+    return children[0]
+
+
+def prepare(tmp_path, served, rules=None):
+    (tmp_path / "seeds.txt").write_text("\n".join(served.catalog.seeds) + "\n")
+    (tmp_path / "settings.toml").write_text(SETTINGS + (rules or served.catalog.rules_toml))
+
+
+def assert_exactly_once(tmp_path, expected):
+    urls = Counter(r["url"] for r in records(tmp_path))
+    duplicated = [u for u, n in urls.items() if n > 1]
+    lost = set(expected) - set(urls)
+    assert (len(lost), len(duplicated)) == (0, 0), f"lost {sorted(lost)[:3]}, duplicated {duplicated[:3]}"
+    assert set(urls) == set(expected)
+
+
+def test_kill_9_at_five_random_moments_loses_and_duplicates_nothing(shop, tmp_path):
+    served = shop(1000, hosts=4)
+    prepare(tmp_path, served)
+    rng = random.Random(20261122)
+    kills = 0
+    while kills < 5:
+        proc = popen(tmp_path)
+        time.sleep(rng.uniform(0.8, 2.5))
+        if proc.poll() is not None:
+            break
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1  # the file may now end in a torn line: resume must cut it away
+    assert kills == 5, "the crawl finished before it could be killed 5 times; make it longer"
+    code, err = finish(popen(tmp_path))
+    assert code == 0, err
+    assert "resuming crawl" in err
+    assert_exactly_once(tmp_path, served.catalog.expected)
+    wrong = [r["url"] for r in records(tmp_path) if r["data"] != served.catalog.expected[r["url"]]]
+    assert wrong == []
+
+
+def test_parser_killed_mid_crawl_is_replaced_and_nothing_is_lost(shop, tmp_path):
+    served = shop(500, hosts=4)
+    prepare(tmp_path, served)
+    proc = popen(tmp_path)
+    child_after(proc, tmp_path, 200, "crawler-parser").kill()
+    code, err = finish(proc)
+    assert code == 0, err
+    assert "died" in err and "replacing it" in err
+    assert_exactly_once(tmp_path, served.catalog.expected)
+
+
+def test_poison_page_ends_as_one_parse_error_and_the_crawl_completes(serve, tmp_path):
+    site = Site()
+    links = "".join(f'<a href="/p/{i}">p{i}</a>' for i in range(30)) + '<a href="/poison">x</a>'
+    site.add("127.0.0.1", "/", Response.html(f"<html><title>home</title>{links}</html>"))
+    for i in range(30):
+        site.add("127.0.0.1", f"/p/{i}", Response.html(f"<html><title>page {i}</title></html>"))
+    site.add("127.0.0.1", "/poison", Response.html("<html><title>poison</title></html>"))
+    server = serve(site, ["127.0.0.1"])
+    (tmp_path / "seeds.txt").write_text(server.url("127.0.0.1", "/") + "\n")
+    (tmp_path / "settings.toml").write_text(
+        SETTINGS + '[[parse.rules]]\nname = "t"\ncallable = "tests.poison_rule:parse"\n')
+    code, err = finish(popen(tmp_path))
+    assert code == 0, err
+    out = records(tmp_path)
+    assert len(out) == 32 and len({r["url"] for r in out}) == 32
+    (poison,) = [r for r in out if r["url"].endswith("/poison")]
+    assert poison["error"]["type"] == "parse" and "died 2 times" in poison["error"]["message"]
+    assert all(r["error"] is None for r in out if r is not poison)
+
+
+def limit_file_size(limit):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_full_disk_exits_1_with_a_clear_message_then_resume_completes_exactly_once(shop, tmp_path):
+    served = shop(500, hosts=4)
+    prepare(tmp_path, served)
+    proc = popen(tmp_path, preexec_fn=limit_file_size(300_000))
+    code, err = finish(proc)
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("crawler: error: "), err
+    assert "out.jsonl" in lines[-1] or "frontier.sqlite" in lines[-1]
+    partial = records(tmp_path)  # whole lines only
+    assert 0 < len(partial) < len(served.catalog.expected)
+    code, err = finish(popen(tmp_path))
+    assert code == 0, err
+    assert_exactly_once(tmp_path, served.catalog.expected)
+
+
+def test_lost_writer_exits_1_and_resume_completes_exactly_once(shop, tmp_path):
+    served = shop(500, hosts=4)
+    prepare(tmp_path, served)
+    proc = popen(tmp_path)
+    child_after(proc, tmp_path, 100, "crawler-writer").kill()
+    code, err = finish(proc)
+    assert code == 1, err
+    assert "output writer died" in err
+    code, err = finish(popen(tmp_path))
+    assert code == 0, err
+    assert_exactly_once(tmp_path, served.catalog.expected)
+
+
+def test_resume_refuses_an_output_that_was_truncated(shop, tmp_path):
+    served = shop(100, hosts=1)
+    prepare(tmp_path, served)
+    proc = popen(tmp_path, "--max-pages", "20")
+    assert finish(proc)[0] == 0
+    data = (tmp_path / "out.jsonl").read_bytes()
+    (tmp_path / "out.jsonl").write_bytes(data[: len(data) // 2])
+    code, err = finish(popen(tmp_path, "--max-pages", "40"))
+    assert code == 2
+    assert "truncated or replaced" in err
+
+
+def test_rerun_of_a_finished_crawl_adds_nothing_and_fresh_starts_over(shop, tmp_path):
+    served = shop(50, hosts=1)
+    prepare(tmp_path, served)
+    assert finish(popen(tmp_path))[0] == 0
+    first = records(tmp_path)
+    code, err = finish(popen(tmp_path))
+    assert code == 0 and records(tmp_path) == first
+    code, err = finish(popen(tmp_path, "--fresh"))
+    assert code == 0
+    again = records(tmp_path)
+    assert sorted(r["url"] for r in again) == sorted(r["url"] for r in first)
+    assert again[0]["crawl_id"] != first[0]["crawl_id"]

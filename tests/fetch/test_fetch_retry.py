@@ -1,0 +1,113 @@
+"""The retry policy and the fetch loop around it, without sockets: a fake ``send``."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from crawler.errors import (Blocked, ConnectError, FetchTimeout, HTTPStatusError, RobotsDenied, TooLarge,
+                            TooManyRedirects)
+from crawler.fetch.policy import FetchPolicy, Response, run_fetch
+from crawler.messages import FetchJob
+from crawler.engine.hosts import HostScheduler
+from crawler.fetch.retry import RetryableStatus, RetryPolicy, parse_retry_after
+from crawler.settings import load_settings
+
+
+def policy(scheduler=None, **fetch) -> FetchPolicy:
+    fetch.setdefault("backoff", 0.001)
+    settings = load_settings(None, {f"fetch.{k}": v for k, v in fetch.items()})
+    return FetchPolicy(settings.fetch, "test-agent", scheduler=scheduler)
+
+
+JOB = FetchJob(id=1, url="http://a.test/x", host="a.test", depth=0)
+
+
+class Script:
+    """A fake transport: each call takes the next step (an exception or a status)."""
+
+    def __init__(self, *steps):
+        self.steps = list(steps)
+        self.calls = 0
+
+    def __call__(self, url, headers) -> Response:
+        step = self.steps[min(self.calls, len(self.steps) - 1)]
+        self.calls += 1
+        if isinstance(step, Exception):
+            raise step
+        status, headers_out = step if isinstance(step, tuple) else (step, {})
+        return Response(url, status, headers_out, b"<html></html>" if status == 200 else b"", 1.0)
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+@pytest.mark.parametrize("failure", [ConnectError("reset"), FetchTimeout("slow"), 500, 503, 429])
+def test_a_url_that_always_fails_is_tried_exactly_retries_plus_one_times(retries, failure):
+    send = Script(failure)
+    page = run_fetch(policy(retries=retries), JOB, send)
+    assert send.calls == retries + 1 and page.attempts == retries + 1
+    assert page.error[0] == ("http" if isinstance(failure, int) else failure.type)
+
+
+@pytest.mark.parametrize("failure", [404, 403, 410, 501, TooLarge("big"), Blocked("no"),
+                                     TooManyRedirects("loop")])
+def test_other_statuses_and_errors_are_not_retried(failure):
+    send = Script(failure)
+    page = run_fetch(policy(retries=3), JOB, send)
+    assert send.calls == 1 and page.attempts == 1 and page.error is not None
+
+
+def test_attempts_counts_the_retries_that_led_to_success():
+    page = run_fetch(policy(retries=3), JOB, Script(503, ConnectError("reset"), 200))
+    assert (page.status, page.error, page.attempts) == (200, None, 3)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped():
+    p = RetryPolicy(retries=10, statuses=frozenset(), backoff=1.0, cap=5.0)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (8, 5.0)]:
+        waits = [p.wait_seconds(attempt, ConnectError("x")) for _ in range(200)]
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert max(waits) - min(waits) > ceiling / 10  # jittered, not one fixed value
+
+
+def test_retry_after_replaces_the_backoff_and_is_capped():
+    p = RetryPolicy(retries=3, statuses=frozenset({429}), backoff=10.0, cap=30.0)
+    assert p.wait_seconds(1, RetryableStatus("x", status=429, retry_after=1.0)) == 1.0
+    assert p.wait_seconds(1, RetryableStatus("x", status=429, retry_after=3600.0)) == 30.0
+
+
+def test_retry_after_pushes_the_hosts_next_start_back_capped_at_max_crawl_delay():
+    clock = [100.0]
+    scheduler = HostScheduler(2, 0.0, clock=lambda: clock[0])
+    p = policy(scheduler=scheduler, max_crawl_delay=7)
+    scheduler.offer([FetchJob(id=2, url="http://a.test/y", host="a.test", depth=0)])
+    with pytest.raises(RetryableStatus) as exc:
+        p.on_status(JOB, Response(JOB.url, 503, {"retry-after": "120"}, b"", 1.0))
+    assert exc.value.retry_after == 7
+    assert scheduler.try_next() == (None, 7.0)  # nothing starts on a.test for 7 s
+
+
+def test_parse_retry_after_reads_seconds_and_http_dates():
+    assert parse_retry_after("1") == 1.0
+    assert parse_retry_after(" 120 ") == 120.0
+    when = datetime.now(timezone.utc) + timedelta(seconds=60)
+    assert 55 <= parse_retry_after(format_datetime(when, usegmt=True)) <= 60
+    assert parse_retry_after(format_datetime(when - timedelta(hours=1), usegmt=True)) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_a_redirect_loop_and_too_many_hops_are_redirects_errors():
+    loop = Script((302, {"location": "/b"}), (302, {"location": "/x"}))
+    page = run_fetch(policy(), JOB, loop)
+    assert page.error[0] == "redirects" and "loop" in page.error[1] and loop.calls == 2
+    endless = Script(*[(301, {"location": f"/{i}"}) for i in range(1, 30)])
+    page = run_fetch(policy(max_redirects=3), JOB, endless)
+    assert page.error[0] == "redirects" and endless.calls == 4  # the first request and 3 hops
+
+
+def test_every_error_type_the_fetch_raises_is_in_the_record_contract():
+    from crawler.errors import ERROR_TYPES
+
+    for cls in (FetchTimeout, ConnectError, HTTPStatusError, TooLarge, RobotsDenied, TooManyRedirects, Blocked):
+        assert cls.type in ERROR_TYPES
