@@ -6,7 +6,7 @@
     (CLI, -s,    (SQLite: queued →      (HostScheduler:        (one policy,            │
      settings)    leased → done)         per-host slots,        two transports)        │ ParseResult
                     ▲                    delays, turns)                                 ▼
-                    └──── links, done ids + committed size ◄──── crawl.py (Crawl + its coordinator) ──lines──► sinks.writer
+                    └──── links, done ids + committed size ◄──── coordinator.py ──lines──► sinks.writer
 
 Files, in the order a URL meets them:
 
@@ -14,8 +14,9 @@ Files, in the order a URL meets them:
 - state.py: the state directory: its lock, its paths, which run it is in.
 - frontier.py: the durable set of URLs (the ``Frontier`` protocol and ``SQLiteFrontier``).
 - hosts.py: ``HostScheduler``, per-host politeness: which job may start now.
-- crawl.py: ``Crawl``, one run wired together, and the coordinator that owns the
-  frontier and the writer pipe.
+- crawl.py: ``Crawl``, one run wired together: state, writer, pool, scheduler, fetchers.
+- coordinator.py: ``Coordinator``, the one thread that owns the frontier and the writer
+  pipe, with one method per event (result, release, start URLs, acks, flush, refill, end).
 - progress.py: the live progress line.
 - recurring.py: ``crawler schedule``, runs repeated on an interval or a cron expression.
 """

@@ -1,18 +1,11 @@
-"""Wiring one crawl together; the coordinator loop.
+"""Wiring one crawl together: ``Crawl`` sets up the state, the writer, the parser
+pool, the host scheduler and the fetch engine, then hands the thread that called
+``Crawl.run`` to the ``Coordinator`` (crawler/engine/coordinator.py) until the crawl
+is over, interrupted or aborted.
 
-The coordinator is the thread that calls ``Crawl.run`` (the main thread, for the CLI,
-so signal handlers can reach it). It is the only user of the frontier and of the
-writer pipe, so neither needs a lock. Every other actor talks to it through one
-event queue:
-
-- fetcher threads post ``("result", ParseResult)`` for pages that failed to fetch,
-  and ``("release", job)`` for jobs they gave up on because the crawl is stopping;
-- the parser pool's manager thread posts ``("result", ParseResult)`` for parsed pages.
-
-For each result the coordinator queues the record line for the writer and admits the
-page's links to the frontier *before* the line is sent, so that by the time the
-writer acks a record (and the frontier marks its URL done) the links it led to are
-in the frontier too: a crash can never lose a branch of the crawl.
+Fetchers post ``Parsed`` for pages that failed to fetch and ``Released`` for jobs they
+gave up on because the crawl is stopping; the parser pool posts ``Parsed`` for parsed
+pages; the sitemap reader posts ``StartURLs`` and ``Discovering``.
 
 Shutdown is in flow order: scheduler closed (buffered jobs go back to the queue),
 fetchers joined, parser pool drained and joined, last lines written and acked,
@@ -34,15 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crawler import __version__, PROJECT_URL
+from crawler.engine.coordinator import Coordinator, Discovering, Parsed, Released, StartURLs
+from crawler.engine.frontier import SQLiteFrontier, known_reader
+from crawler.engine.hosts import HostScheduler
+from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders
 from crawler.errors import AbortError, StateError, UsageError
+from crawler.fetch.guard import AddressGuard
 from crawler.fetch.policy import FetchAborted, FetchPolicy, RetryLater, SeenURLs
 from crawler.fetch.requests_engine import RequestsFetcher
-from crawler.engine.frontier import SQLiteFrontier, known_reader
-from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders
-from crawler.fetch.guard import AddressGuard
-from crawler.messages import FetchJob, Page, utc_now_iso
-from crawler.engine.hosts import HostScheduler
 from crawler.fetch.robots import RobotsCache
+from crawler.messages import FetchJob, Page, utc_now_iso
 from crawler.settings import Settings
 from crawler.urls import Scope, host_of
 from parsers.pool import ParserPool
@@ -52,9 +46,6 @@ from sinks.writer import WriterProcess
 log = logging.getLogger("crawler")
 request_log = logging.getLogger("crawler.requests")
 
-BATCH_LINES = 512  # records per write batch, at most
-BATCH_AGE = 0.05  # seconds a record may wait for its batch to fill
-GONE_STATUSES = (404, 410)  # recorded once, then never revisited by later runs
 
 
 def default_user_agent() -> str:
@@ -108,9 +99,6 @@ class Crawl:
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self._stop_reason: str | None = None
-        self.leased: dict[int, FetchJob] = {}
-        self.facts: dict[int, tuple] = {}  # what the frontier keeps per URL, until acked
-        self.errors: Counter = Counter()
         self._aborted = False
 
     # -- control from other threads / signal handlers ----------------------------------------
@@ -185,7 +173,7 @@ class Crawl:
             config = WorkerConfig(crawl_id=crawl_id, rules=s.parse.rules, scope=scope,
                                   obey_robots=s.crawl.obey_robots, max_depth=s.crawl.max_depth,
                                   max_links=s.crawl.max_links_per_page, recrawl=run_number > 1)
-            pool = ParserPool(s.parse_workers, config, on_result=lambda r: self.events.put(("result", r)))
+            pool = ParserPool(s.parse_workers, config, on_result=lambda r: self.events.put(Parsed(r)))
             guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
                                  trusted_hosts={host_of(u) for u in self.seeds})
             policy = FetchPolicy(s.fetch, user_agent, scope=scope.compile(), scheduler=scheduler,
@@ -199,11 +187,15 @@ class Crawl:
             result = CrawlResult(crawl_id=crawl_id, output=str(self.output), resumed=resumed,
                                  run_number=run_number)
             started = time.monotonic()
+            coordinator = Coordinator(s, frontier, scheduler, writer, pool, self.events, self.stop_event,
+                                      self.progress)
             try:
-                self._coordinate(frontier, scheduler, writer, pool, result)
+                coordinator.run()
             except BaseException:
                 self._aborted = True
                 raise
+            finally:
+                result.errors, result.pages = coordinator.errors, coordinator.pages
             result.elapsed = time.monotonic() - started
             counts = frontier.counts()
             result.done_total, result.queued_left = counts.done, counts.queued
@@ -249,7 +241,7 @@ class Crawl:
         fetcher = RequestsFetcher(policy, guard)  # sitemaps use the blocking transport, whatever the engine
         robots = policy.robots or Robots(policy.user_agent, fetcher.fetch_robots)
         limit = self.settings.crawl.max_pages or 1_000_000
-        self.events.put(("discovering", 1))
+        self.events.put(Discovering(1))
 
         def run() -> None:
             try:
@@ -261,15 +253,15 @@ class Crawl:
                 for url in found:
                     batch.append(url)
                     if len(batch) >= 500:
-                        self.events.put(("start_urls", batch))
+                        self.events.put(StartURLs(batch))
                         batch = []
                 if batch:
-                    self.events.put(("start_urls", batch))
+                    self.events.put(StartURLs(batch))
             except Exception:  # a broken sitemap must not break the crawl
                 log.exception("reading sitemaps failed")
             finally:
                 fetcher.close()
-                self.events.put(("discovering", -1))
+                self.events.put(Discovering(-1))
 
         thread = threading.Thread(target=run, name="sitemaps", daemon=True)
         thread.start()
@@ -286,7 +278,7 @@ class Crawl:
     def _start_fetchers(self, fetcher, scheduler: HostScheduler, pool: ParserPool, crawl_id: str):
         if hasattr(fetcher, "start"):  # the async engine runs its own loop thread
             return fetcher.start(scheduler, lambda job, page: self._fetched(job, page, pool, crawl_id),
-                                 lambda job: self.events.put(("release", job)))
+                                 lambda job: self.events.put(Released(job)))
         threads = []
         for i in range(self.settings.fetch.concurrency):
             t = threading.Thread(target=self._fetch_loop, args=(fetcher, scheduler, pool, crawl_id),
@@ -305,11 +297,11 @@ class Crawl:
                 try:
                     page = fetcher.fetch(job)
                 except FetchAborted:
-                    self.events.put(("release", job))
+                    self.events.put(Released(job))
                     continue
                 except RetryLater:
                     if not scheduler.requeue(job):  # stopping: back to the frontier, not lost
-                        self.events.put(("release", job))
+                        self.events.put(Released(job))
                     continue
                 except Exception as exc:  # a bug must still settle the URL, never lose it
                     log.exception("fetcher failed on %s", job.url)
@@ -327,132 +319,9 @@ class Crawl:
             request_log.info("%s %s (%.0f ms, %d attempt%s)", what, job.url, page.elapsed_ms,
                              page.attempts, "" if page.attempts == 1 else "s")
         if page.error is not None:
-            self.events.put(("result", error_result(page, crawl_id)))
+            self.events.put(Parsed(error_result(page, crawl_id)))
             return
         try:
             pool.submit(page)
         except AbortError:
-            self.events.put(("release", job))
-
-    # -- the coordinator loop ---------------------------------------------------------------------
-    def _coordinate(self, frontier: SQLiteFrontier, scheduler: HostScheduler, writer: WriterProcess,
-                    pool: ParserPool, result: CrawlResult) -> None:
-        s = self.settings
-        max_pages = s.crawl.max_pages
-        max_depth = s.crawl.max_depth
-        to_fill: set[str] = set(frontier.hosts())
-        batch_ids: list[int] = []
-        batch_lines: list[bytes] = []
-        batch_started = 0.0
-        draining = False
-        discovering = 0  # start-URL sources still running (sitemaps)
-        last_progress = 0.0
-        done_base = frontier.counts().done
-
-        while True:
-            # 1. Events from fetchers and parsers.
-            try:
-                timeout = 0.01 if batch_ids else 0.05
-                event = self.events.get(timeout=timeout)
-            except queue.Empty:
-                event = None
-            while event is not None:
-                kind, item = event
-                if kind == "result":
-                    job = self.leased[item.job_id]
-                    if item.links and (max_depth == -1 or job.depth < max_depth):
-                        depth = job.depth + 1
-                        if frontier.add((u, h, depth, job.url) for u, h in item.links):
-                            to_fill.update(h for _, h in item.links)
-                    if item.final_url and item.final_url != job.url:
-                        frontier.cover([(item.final_url, host_of(item.final_url), job.depth, job.url)])
-                    if item.error_type:
-                        self.errors[item.error_type] += 1
-                    if item.error_type is None:
-                        self.facts[item.job_id] = (item.status, item.etag, item.last_modified,
-                                                   item.content_hash, item.snapshot, 0, item.job_id)
-                    elif item.status in GONE_STATUSES:
-                        self.facts[item.job_id] = (item.status, None, None, None, None, 1, item.job_id)
-                    if not batch_ids:
-                        batch_started = time.monotonic()
-                    batch_ids.append(item.job_id)
-                    batch_lines.append(item.line)
-                elif kind == "release":  # never started, or abandoned because we are stopping
-                    frontier.release([item])
-                    self.leased.pop(item.id, None)
-                elif kind == "start_urls":  # from sitemaps
-                    if frontier.add((u, host_of(u), 0, None) for u in item):
-                        to_fill.update(host_of(u) for u in item)
-                else:  # "discovering": a start-URL source began (+1) or ended (-1)
-                    discovering += item
-                try:
-                    event = self.events.get_nowait()
-                except queue.Empty:
-                    event = None
-
-            # 2. Acks from the writer: the exactly-once point.
-            for msg in writer.receive():
-                if msg[0] == "ack":
-                    _, ids, size, tail = msg
-                    facts = [self.facts.pop(i) for i in ids if i in self.facts]
-                    frontier.complete(ids, size, tail, facts)
-                    for i in ids:
-                        self.leased.pop(i, None)
-                    result.pages += len(ids)
-                else:
-                    raise AbortError(msg[2])
-            if not writer.alive and writer.unacked == 0 and not writer.receive():
-                raise AbortError(f"output writer died (exit code {writer.process.exitcode})")
-            if pool.broken is not None:
-                raise AbortError(f"parser pool broken: {pool.broken}")
-
-            # 3. Send a batch when it is full or old enough.
-            if batch_ids and writer.can_send() and (
-                len(batch_ids) >= BATCH_LINES or time.monotonic() - batch_started >= BATCH_AGE or draining
-            ):
-                writer.send(batch_ids, b"".join(batch_lines))
-                batch_ids, batch_lines = [], []
-
-            # 4. Stop requested: hand nothing more out, return buffered jobs.
-            if self.stop_event.is_set() and not draining:
-                draining = True
-                returned = scheduler.close()
-                frontier.release(returned)
-                for job in returned:
-                    self.leased.pop(job.id, None)
-
-            # 5. Refill the scheduler from the frontier.
-            if not draining:
-                to_fill |= scheduler.take_hungry()
-                hosts = frontier.hosts()
-                budget = (max_pages - frontier.counts().done - len(self.leased)) if max_pages else 1 << 62
-                for host in list(to_fill):
-                    if budget <= 0:
-                        break
-                    to_fill.discard(host)
-                    if host not in hosts:
-                        continue
-                    want = min(scheduler.wants(host), budget)
-                    if want:
-                        jobs = frontier.lease(host, want)
-                        for job in jobs:
-                            self.leased[job.id] = job
-                        scheduler.offer(jobs)
-                        budget -= len(jobs)
-                frontier.maybe_commit()
-
-            # 6. Progress, and the end.
-            now = time.monotonic()
-            if self.progress is not None and now - last_progress >= 0.25:
-                last_progress = now
-                c = frontier.counts()
-                self.progress.update(done=c.done - done_base, queued=c.queued, in_flight=len(self.leased),
-                                     errors=sum(self.errors.values()))
-            if not self.leased and not batch_ids and writer.unacked == 0 and not (discovering and not draining):
-                if draining:
-                    break
-                budget_left = (max_pages - frontier.counts().done) if max_pages else 1
-                if not frontier.hosts() or budget_left <= 0:
-                    break
-                to_fill |= set(frontier.hosts())
-        result.errors = self.errors
+            self.events.put(Released(job))

@@ -1,0 +1,243 @@
+"""The coordinator: the one thread that owns the frontier and the writer pipe.
+
+It is the thread that calls ``Crawl.run`` (the main thread, for the CLI, so signal
+handlers can reach it). Being the only user of the frontier and of the writer pipe,
+it needs no lock for either. Every other actor talks to it through one queue of
+typed events:
+
+- ``Parsed``: a page's record line and links (from the parser pool, or from a fetcher
+  for a page that failed to fetch);
+- ``Released``: a job given up without a record because the crawl is stopping (it goes
+  back to the queue);
+- ``StartURLs`` and ``Discovering``: start URLs found while the crawl runs (sitemaps),
+  and a source of them starting (+1) or ending (-1).
+
+One round of ``run`` takes the waiting events, then the writer's acks (the
+exactly-once point: URLs are marked done with the committed file size), checks that
+the writer and the pool are alive, sends a batch of lines when it is full or old
+enough, refills the host scheduler from the frontier, and shows progress, until
+nothing is leased, buffered or unacknowledged and nothing more can be leased.
+
+A page's links are admitted to the frontier *before* its line is sent to the writer,
+so by the time the writer acks a record the links it led to are in the frontier too:
+a crash can never lose a branch of the crawl below a record that survived.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from crawler.errors import AbortError
+from crawler.messages import FetchJob, ParseResult
+from crawler.urls import host_of
+
+BATCH_LINES = 512  # records per write batch, at most
+BATCH_AGE = 0.05  # seconds a record may wait for its batch to fill
+PROGRESS_EVERY = 0.25  # seconds between progress updates
+GONE_STATUSES = (404, 410)  # recorded once, then never revisited by later runs
+
+
+@dataclass(slots=True)
+class Parsed:
+    result: ParseResult
+
+
+@dataclass(slots=True)
+class Released:
+    job: FetchJob
+
+
+@dataclass(slots=True)
+class StartURLs:
+    urls: list[str]
+
+
+@dataclass(slots=True)
+class Discovering:
+    delta: int  # +1: a start-URL source began; -1: it ended
+
+
+Event = Parsed | Released | StartURLs | Discovering
+
+
+class Coordinator:
+    """One crawl's bookkeeping between the frontier, the scheduler, the pool and the writer."""
+
+    def __init__(self, settings, frontier, scheduler, writer, pool, events: queue.SimpleQueue,
+                 stop_event, progress=None):
+        self.frontier = frontier
+        self.scheduler = scheduler
+        self.writer = writer
+        self.pool = pool
+        self.events = events
+        self.stop_event = stop_event
+        self.progress = progress
+        self.max_pages = settings.crawl.max_pages
+        self.max_depth = settings.crawl.max_depth
+        self.leased: dict[int, FetchJob] = {}
+        self.facts: dict[int, tuple] = {}  # what the frontier keeps per URL, until acked
+        self.errors: Counter = Counter()
+        self.pages = 0  # records acked in this run
+        self.to_fill: set[str] = set(frontier.hosts())
+        self.batch_ids: list[int] = []
+        self.batch_lines: list[bytes] = []
+        self.batch_started = 0.0
+        self.draining = False
+        self.discovering = 0
+        self.last_progress = 0.0
+        self.done_base = frontier.counts().done
+
+    def run(self) -> None:
+        while True:
+            self.take_events(0.01 if self.batch_ids else 0.05)
+            self.take_acks()
+            self.check_health()
+            self.flush()
+            if self.stop_event.is_set() and not self.draining:
+                self.drain()
+            if not self.draining:
+                self.refill()
+            self.show_progress()
+            if self.finished():
+                return
+
+    # -- events ----------------------------------------------------------------------------------
+    def take_events(self, timeout: float) -> None:
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self.on_event(event)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def on_event(self, event: Event) -> None:
+        match event:
+            case Parsed(result):
+                self.on_result(result)
+            case Released(job):
+                self.on_release(job)
+            case StartURLs(urls):
+                self.on_start_urls(urls)
+            case Discovering(delta):
+                self.discovering += delta
+
+    def on_result(self, item: ParseResult) -> None:
+        job = self.leased[item.job_id]
+        if item.links and (self.max_depth == -1 or job.depth < self.max_depth):
+            if self.frontier.add((u, h, job.depth + 1, job.url) for u, h in item.links):
+                self.to_fill.update(h for _, h in item.links)
+        if item.final_url and item.final_url != job.url:
+            self.frontier.cover([(item.final_url, host_of(item.final_url), job.depth, job.url)])
+        if item.error_type:
+            self.errors[item.error_type] += 1
+            if item.status in GONE_STATUSES:
+                self.facts[item.job_id] = (item.status, None, None, None, None, 1, item.job_id)
+        else:
+            self.facts[item.job_id] = (item.status, item.etag, item.last_modified,
+                                       item.content_hash, item.snapshot, 0, item.job_id)
+        if not self.batch_ids:
+            self.batch_started = time.monotonic()
+        self.batch_ids.append(item.job_id)
+        self.batch_lines.append(item.line)
+
+    def on_release(self, job: FetchJob) -> None:
+        """Never started, or abandoned because the crawl is stopping: back to the queue."""
+        self.frontier.release([job])
+        self.leased.pop(job.id, None)
+
+    def on_start_urls(self, urls: list[str]) -> None:
+        if self.frontier.add((u, host_of(u), 0, None) for u in urls):
+            self.to_fill.update(host_of(u) for u in urls)
+
+    # -- the writer ------------------------------------------------------------------------------
+    def take_acks(self) -> None:
+        """The exactly-once point: acked ids are done, with the file size that holds them."""
+        for msg in self.writer.receive():
+            if msg[0] != "ack":
+                raise AbortError(msg[2])
+            _, ids, size, tail = msg
+            facts = [self.facts.pop(i) for i in ids if i in self.facts]
+            self.frontier.complete(ids, size, tail, facts)
+            for i in ids:
+                self.leased.pop(i, None)
+            self.pages += len(ids)
+
+    def check_health(self) -> None:
+        writer = self.writer
+        if not writer.alive and writer.unacked == 0 and not writer.receive():
+            raise AbortError(f"output writer died (exit code {writer.process.exitcode})")
+        if self.pool.broken is not None:
+            raise AbortError(f"parser pool broken: {self.pool.broken}")
+
+    def flush(self) -> None:
+        """Send the batch when it is full, old enough, or the crawl is draining."""
+        if self.batch_ids and self.writer.can_send() and (
+            len(self.batch_ids) >= BATCH_LINES or self.draining
+            or time.monotonic() - self.batch_started >= BATCH_AGE
+        ):
+            self.writer.send(self.batch_ids, b"".join(self.batch_lines))
+            self.batch_ids, self.batch_lines = [], []
+
+    # -- the frontier and the scheduler ------------------------------------------------------------
+    def drain(self) -> None:
+        """Stop requested: hand nothing more out, and return the jobs the scheduler holds."""
+        self.draining = True
+        returned = self.scheduler.close()
+        self.frontier.release(returned)
+        for job in returned:
+            self.leased.pop(job.id, None)
+
+    def budget(self) -> int:
+        """How many more URLs may be leased under ``max_pages``."""
+        if not self.max_pages:
+            return 1 << 62
+        return self.max_pages - self.frontier.counts().done - len(self.leased)
+
+    def refill(self) -> None:
+        """Lease jobs for the hosts whose scheduler buffers run low."""
+        frontier, scheduler = self.frontier, self.scheduler
+        self.to_fill |= scheduler.take_hungry()
+        hosts = frontier.hosts()
+        budget = self.budget()
+        for host in list(self.to_fill):
+            if budget <= 0:
+                break
+            self.to_fill.discard(host)
+            if host not in hosts:
+                continue
+            want = min(scheduler.wants(host), budget)
+            if want:
+                jobs = frontier.lease(host, want)
+                for job in jobs:
+                    self.leased[job.id] = job
+                scheduler.offer(jobs)
+                budget -= len(jobs)
+        frontier.maybe_commit()
+
+    def show_progress(self) -> None:
+        now = time.monotonic()
+        if self.progress is None or now - self.last_progress < PROGRESS_EVERY:
+            return
+        self.last_progress = now
+        c = self.frontier.counts()
+        self.progress.update(done=c.done - self.done_base, queued=c.queued, in_flight=len(self.leased),
+                             errors=sum(self.errors.values()))
+
+    def finished(self) -> bool:
+        """True when nothing is in flight and nothing more will be: the crawl is over."""
+        if self.leased or self.batch_ids or self.writer.unacked or (self.discovering and not self.draining):
+            return False
+        if self.draining:
+            return True
+        hosts = self.frontier.hosts()
+        if not hosts or (self.max_pages and self.max_pages - self.frontier.counts().done <= 0):
+            return True
+        self.to_fill |= set(hosts)
+        return False
