@@ -38,19 +38,21 @@ def resolve_settings(settings: str | os.PathLike | None = None, overrides: dict[
 def crawl(seeds: Iterable[str] = (), *, seeds_files: Iterable[str] | str = (), settings: str | os.PathLike | None = None,
           output: str | os.PathLike | None = None, state: str | os.PathLike | None = None,
           fresh: bool = False, recrawl: bool = False, progress: bool = False,
-          handle_signals: bool | None = None,
+          handle_signals: bool | None = None, worker_id: str | None = None,
           **overrides: Any) -> CrawlResult:
     """Run one crawl to the end (or until interrupted) and return its summary.
 
     An interrupted crawl is resumed. With ``recrawl``, a crawl that had finished starts a
     new incremental run over every URL it knows (what ``crawler schedule`` does each time).
+    With ``[state] backend = "redis"`` this process is one worker (``worker_id``, by default
+    the host name) of the crawl shared in Redis, writing its own shard of the output.
     """
     conf = resolve_settings(settings, overrides)
     files = [seeds_files] if isinstance(seeds_files, (str, os.PathLike)) else list(seeds_files)
     seed_list = read_seeds(list(seeds), [str(f) for f in files], conf.crawl.seeds)
     urls = require_seeds(seed_list)
     out = output or conf.output.path
-    job = Crawl(conf, urls, output=out, state_dir=state, fresh=fresh, new_run=recrawl)
+    job = Crawl(conf, urls, output=out, state_dir=state, fresh=fresh, new_run=recrawl, worker_id=worker_id)
     if handle_signals is None:
         handle_signals = threading.current_thread() is threading.main_thread()
     with contextlib.ExitStack() as stack:

@@ -34,6 +34,9 @@ def add_crawl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recrawl", action="store_true",
                    help="if the saved crawl finished, start a new incremental run over every URL it knows "
                         "(conditional requests; records say whether each page changed)")
+    p.add_argument("--worker-id", metavar="ID",
+                   help='with [state] backend = "redis": this worker\'s name (default: the host name); '
+                        "it writes <output stem>-<ID>.jsonl")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
@@ -53,7 +56,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in crawl_overrides(args).items() if v is not None}
     result = crawl(args.urls, settings=args.config, state=args.state, fresh=args.fresh,
                    progress=wants_progress(args.quiet), seeds_files=args.seeds, recrawl=args.recrawl,
-                   **overrides)
+                   worker_id=args.worker_id, **overrides)
     if not args.quiet:
         print(result.summary(), file=sys.stderr)
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
@@ -67,6 +70,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in crawl_overrides(args).items() if v is not None}
     conf = resolve_settings(args.config, overrides)
+    if conf.state.backend == "redis":
+        raise UsageError('crawler schedule runs one machine\'s crawl; with [state] backend = "redis" run '
+                         '`crawler crawl --recrawl` on every worker from cron or a systemd timer instead')
     if args.every or args.cron:
         cadence = Cadence(args.every or "", args.cron or "")
     else:
@@ -91,6 +97,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from crawler.demo.command import run_demo
 
     return run_demo(args.output_dir, quiet=args.quiet)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from crawler.api import resolve_settings
+    from crawler.engine.status import crawl_status, render_status
+
+    overrides = {"output.path": args.output} if args.output else {}
+    conf = resolve_settings(args.config, overrides)
+    status = crawl_status(conf, state=args.state, hosts=args.hosts)
+    print(render_status(status, args.format))
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser("inspect", help="summarise, query, validate, diff or report crawl output")
         inspecting.configure_parser(p)
         p.set_defaults(func=inspecting.run)
+
+    p = sub.add_parser("status", help="how far a crawl is: counts, workers, busiest hosts")
+    p.add_argument("-c", "--config", metavar="settings.toml", help="the crawl's settings (as for crawl)")
+    p.add_argument("-o", "--output", metavar="out.jsonl", help="the crawl's output (default: [output] path)")
+    p.add_argument("--state", metavar="DIR", help="a local crawl's state directory (default: <output>.state/)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--hosts", type=int, default=10, metavar="N", help="busiest hosts to show (default: 10)")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("demo", help="crawl the bundled sample site on loopback")
     p.add_argument("--output-dir", default="demo-output", help="where the demo writes (default: demo-output)")

@@ -88,6 +88,8 @@ class OutputSettings:
 class StateSettings:
     backend: str
     redis_url: str
+    redis_key: str
+    lease_timeout: float
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,11 @@ CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("parse", "workers"): (lambda v: 0 <= v <= 256, "between 0 and 256"),
     ("output", "path"): (lambda v: bool(v.strip()), "a non-empty path"),
     ("state", "backend"): (lambda v: v in ("sqlite", "redis"), 'one of "sqlite", "redis"'),
+    ("state", "redis_url"): (lambda v: v.startswith(("redis://", "rediss://", "unix://")),
+                             'a URL "redis://host:port/db" (or rediss://, unix://)'),
+    ("state", "redis_key"): (lambda v: not v or v.replace("-", "").replace("_", "").replace(".", "").isalnum(),
+                             'letters, digits, ".", "-" and "_" only'),
+    ("state", "lease_timeout"): (lambda v: 1 <= v <= 3600, "between 1 and 3600 seconds"),
 }
 
 RULE_KEYS = {"name", "match", "fields", "callable"}

@@ -81,7 +81,14 @@ class Coordinator:
         self.facts: dict[int, tuple] = {}  # what the frontier keeps per URL, until acked
         self.errors: Counter = Counter()
         self.pages = 0  # records acked in this run
-        self.to_fill: set[str] = set(frontier.hosts())
+        # A shared (Redis) frontier leases for the whole worker, as fetch slots free up;
+        # a local one fills per-host buffers of the HostScheduler.
+        self.shared = getattr(frontier, "shared", False)
+        self.to_fill: set[str] = set() if self.shared else set(frontier.hosts())
+        self.next_lease = 0.0  # shared: when to ask Redis again if no slot frees meanwhile
+        self.free_at_last_lease = 0
+        self.renew_every = settings.state.lease_timeout / 3
+        self.last_renew = time.monotonic()
         self.batch_ids: list[int] = []
         self.batch_lines: list[bytes] = []
         self.batch_started = 0.0
@@ -92,9 +99,11 @@ class Coordinator:
 
     def run(self) -> None:
         while True:
-            self.take_events(0.01 if self.batch_ids else 0.05)
+            self.take_events(self.wait_time())
             self.take_acks()
             self.check_health()
+            if self.shared:
+                self.renew()
             self.flush()
             if self.stop_event.is_set() and not self.draining:
                 self.drain()
@@ -103,6 +112,13 @@ class Coordinator:
             self.show_progress()
             if self.finished():
                 return
+
+    def wait_time(self) -> float:
+        """How long the loop may wait for an event before its next round."""
+        wait = 0.01 if self.batch_ids else 0.05
+        if self.shared and not self.draining and self.scheduler.free_slots() > 0:
+            wait = min(wait, max(0.001, self.next_lease - time.monotonic()))
+        return wait
 
     # -- events ----------------------------------------------------------------------------------
     def take_events(self, timeout: float) -> None:
@@ -202,6 +218,8 @@ class Coordinator:
 
     def refill(self) -> None:
         """Lease jobs for the hosts whose scheduler buffers run low."""
+        if self.shared:
+            return self.refill_shared()
         frontier, scheduler = self.frontier, self.scheduler
         self.to_fill |= scheduler.take_hungry()
         hosts = frontier.hosts()
@@ -221,6 +239,35 @@ class Coordinator:
                 budget -= len(jobs)
         frontier.maybe_commit()
 
+    def refill_shared(self) -> None:
+        """Lease as many jobs as this worker has free fetch slots, from hosts whose turn has
+        come anywhere in the crawl. When none is due, ask again when Redis says the next
+        host will be (at most 0.25 s later: other workers free slots too), or as soon as a
+        slot of ours frees up."""
+        free = self.scheduler.free_slots()
+        now = time.monotonic()
+        if free <= 0 or (now < self.next_lease and free <= self.free_at_last_lease):
+            return
+        jobs, hint = self.frontier.lease(free)
+        for job in jobs:
+            self.leased[job.id] = job
+        self.scheduler.offer(jobs)
+        self.free_at_last_lease = free - len(jobs)
+        if len(jobs) < free:
+            self.next_lease = now + (min(max(hint, 0.002), 0.25) if hint is not None else 0.25)
+
+    def renew(self) -> None:
+        """Shared: keep this worker's leases alive, and say it is alive."""
+        now = time.monotonic()
+        if now - self.last_renew < self.renew_every:
+            return
+        self.last_renew = now
+        lost = self.frontier.renew()
+        if lost:
+            raise AbortError(f"this worker lost {len(lost)} leases to the others (it was silent for longer "
+                             "than lease_timeout); restart it to resume")
+        self.frontier.beat(done=self.pages, leased=len(self.leased), errors=sum(self.errors.values()))
+
     def show_progress(self) -> None:
         now = time.monotonic()
         if self.progress is None or now - self.last_progress < PROGRESS_EVERY:
@@ -236,6 +283,11 @@ class Coordinator:
             return False
         if self.draining:
             return True
+        if self.shared:  # over when nothing is queued or leased anywhere
+            c = self.frontier.counts()
+            if self.max_pages and c.done >= self.max_pages:
+                return True
+            return c.queued == 0 and c.leased == 0 and self.frontier.get_meta("run_status") != "revisiting"
         hosts = self.frontier.hosts()
         if not hosts or (self.max_pages and self.max_pages - self.frontier.counts().done <= 0):
             return True

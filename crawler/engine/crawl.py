@@ -31,7 +31,7 @@ from crawler.engine.coordinator import Coordinator, Discovering, Parsed, Release
 from crawler.engine.frontier import SQLiteFrontier, known_reader
 from crawler.engine.hosts import HostScheduler
 from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders
-from crawler.errors import AbortError, StateError, UsageError
+from crawler.errors import AbortError, StateError
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.policy import FetchAborted, FetchPolicy, RetryLater, SeenURLs
 from crawler.fetch.requests_engine import RequestsFetcher
@@ -87,9 +87,17 @@ class Crawl:
 
     def __init__(self, settings: Settings, seeds: list[str], *, output: str | os.PathLike,
                  state_dir: str | os.PathLike | None = None, fresh: bool = False, progress=None,
-                 new_run: bool = False):
+                 new_run: bool = False, worker_id: str | None = None):
         self.settings = settings
         self.seeds = seeds
+        self.shared = settings.state.backend == "redis"
+        self.base_output = str(output)
+        self.reads_sitemaps = True
+        if self.shared:  # one worker of a crawl shared over Redis: it writes its own shard
+            from crawler.engine.shared.joining import shard_path, worker_id as shared_worker_id
+
+            self.worker = shared_worker_id(worker_id)
+            output = shard_path(self.base_output, self.worker)
         self.output_template = str(output)
         self.output = Path(output)
         self.state_dir = Path(state_dir) if state_dir else default_state_dir(self.output_template)
@@ -116,9 +124,8 @@ class Crawl:
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> CrawlResult:
-        if self.settings.state.backend != "sqlite":
-            raise UsageError(f'{self.settings.source}: [state] backend = "{self.settings.state.backend}" '
-                             'is not available in this version; use "sqlite"')
+        if self.shared:
+            return self._run_shared()
         self._prepare_state()
         lock = StateLock(self.state_dir)
         try:
@@ -133,16 +140,40 @@ class Crawl:
         except sqlite3.Error as exc:  # disk full, I/O error, corruption: name the file
             raise AbortError(f"crawl state {path}: {exc}") from None
 
-    def _run_with_state(self, frontier: SQLiteFrontier) -> CrawlResult:
+    def _run_shared(self) -> CrawlResult:
+        """One worker of a shared crawl: the state lock first, then Redis, then the shard."""
+        from crawler.engine.shared.joining import join as join_shared
+        from crawler.engine.shared.turns import RedisTurns
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = StateLock(self.state_dir)
+        try:
+            frontier, created = join_shared(self.settings, output=self.base_output, worker=self.worker,
+                                            state_dir=self.state_dir, fresh=self.fresh)
+            if self.fresh and self.output.exists():
+                self.output.write_bytes(b"")
+            self.reads_sitemaps = created  # the worker that created the crawl reads its sitemaps
+            try:
+                return self._run_with_state(frontier, RedisTurns(frontier, self.settings.fetch.concurrency))
+            finally:
+                frontier.close()
+        finally:
+            lock.release()
+
+    def _run_with_state(self, frontier, scheduler=None) -> CrawlResult:
         s = self.settings
         ctx = mp.get_context("spawn")
         writer = pool = None
         threads: list[threading.Thread] = []
-        scheduler = HostScheduler(s.fetch.per_host_concurrency, s.fetch.per_host_delay)
+        if scheduler is None:
+            scheduler = HostScheduler(s.fetch.per_host_concurrency, s.fetch.per_host_delay)
         try:
             recovered = frontier.recover()
             before = frontier.counts()
-            crawl_id, run_number, requeued = begin_run(frontier, self.new_run)
+            if self.shared:
+                crawl_id, run_number, requeued = frontier.begin_run(self.new_run)
+            else:
+                crawl_id, run_number, requeued = begin_run(frontier, self.new_run)
             resumed = requeued is None and (before.done > 0 or before.queued > 0)
             self.output = Path(self.output_template.replace("{crawl_id}", crawl_id)
                                .replace("{date}", frontier.get_meta("run_started")[:10]))
@@ -158,7 +189,11 @@ class Crawl:
                 # A new output file, or a new crawl appending after what the file held.
                 frontier.set_meta("output_path", str(self.output))
                 frontier.complete([], writer.size, writer.tail)
-            if resumed:
+            if self.shared:
+                log.warning("worker %s joined crawl %s: %d done, %d queued%s", self.worker, crawl_id,
+                            before.done, before.queued,
+                            f" ({recovered} it held were re-queued)" if recovered else "")
+            elif resumed:
                 log.warning("resuming crawl %s: %d done, %d queued%s", crawl_id, before.done,
                             before.queued, f" ({recovered} in flight were re-queued)" if recovered else "")
             elif requeued:
@@ -177,12 +212,13 @@ class Crawl:
             guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
                                  trusted_hosts={host_of(u) for u in self.seeds})
             policy = FetchPolicy(s.fetch, user_agent, scope=scope.compile(), scheduler=scheduler,
-                                 stop=self.stop_event, claim=self._claim_hook(frontier))
+                                 stop=self.stop_event,
+                                 claim=frontier.claim if self.shared else self._claim_hook(frontier))
             fetcher = self._make_fetcher(policy, guard)
             if s.crawl.obey_robots:
                 policy.robots = RobotsCache(user_agent, fetcher.fetch_robots)
             threads = self._start_fetchers(fetcher, scheduler, pool, crawl_id)
-            if s.crawl.sitemaps and not resumed:
+            if s.crawl.sitemaps and not resumed and self.reads_sitemaps:
                 threads.append(self._start_sitemaps(policy, guard, scheduler, scope))
             result = CrawlResult(crawl_id=crawl_id, output=str(self.output), resumed=resumed,
                                  run_number=run_number)
@@ -209,6 +245,8 @@ class Crawl:
             self.stop_event.set()
             for t in threads:
                 t.join(self.settings.fetch.timeout * 4 + 5)
+            if self.shared:
+                scheduler.shutdown()
             if pool is not None:
                 if self._aborted:  # nobody will collect its results: do not parse the rest
                     pool.terminate_broken(RuntimeError("crawl aborted"))
@@ -216,7 +254,8 @@ class Crawl:
             if writer is not None:
                 writer.close()
             try:
-                frontier.close()
+                if not self.shared:  # _run_shared closes it, after the lock
+                    frontier.close()
             except sqlite3.Error as exc:  # already failing; what was committed stays committed
                 log.error("crawl state: %s", exc)
 
