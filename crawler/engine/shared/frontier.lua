@@ -89,7 +89,7 @@ local function pop(host)
     local entry = redis.call('LPOP', key)
     if redis.call('EXISTS', key) == 0 then redis.call('ZREM', depths, depth) end
     if entry then
-      if redis.call('ZINCRBY', P .. 'hosts', -1, host) <= 0 then redis.call('ZREM', P .. 'hosts', host) end
+      if tonumber(redis.call('ZINCRBY', P .. 'hosts', -1, host)) <= 0 then redis.call('ZREM', P .. 'hosts', host) end
       redis.call('HINCRBY', COUNTS, 'queued', -1)
       return entry, depth
     end
@@ -328,7 +328,7 @@ for i = 7, #ARGV, 3 do
   redis.call('HSET', P .. 'done', ARGV[i + 1], ARGV[i + 2])
   count = count + 1
 end
-redis.call('HINCRBY', COUNTS, 'leased', -count)
+redis.call('HINCRBY', COUNTS, 'leased', 0 - count)
 redis.call('HINCRBY', COUNTS, 'done', count)
 redis.call('HINCRBY', COUNTS, 'failed', tonumber(ARGV[6]))
 redis.call('HSET', P .. 'shards', worker, ARGV[5])
@@ -376,7 +376,7 @@ for i = 3, #ARGV, 4 do
   make_ready(ARGV[i], conc)
   n = n + 1
 end
-redis.call('HINCRBY', COUNTS, 'done', -n)
+redis.call('HINCRBY', COUNTS, 'done', 0 - n)
 return n
 
 --- script: begin_run
