@@ -216,7 +216,12 @@ class Crawl:
                                  claim=frontier.claim if self.shared else self._claim_hook(frontier))
             fetcher = self._make_fetcher(policy, guard)
             if s.crawl.obey_robots:
-                policy.robots = RobotsCache(user_agent, fetcher.fetch_robots)
+                fetch_robots = fetcher.fetch_robots
+                if self.shared and s.fetch.engine == "threads":  # one fetch per origin for the crawl
+                    from crawler.engine.shared.robots import SharedRobotsFetch
+
+                    fetch_robots = SharedRobotsFetch(frontier, fetch_robots, policy.deadline + 5)
+                policy.robots = RobotsCache(user_agent, fetch_robots)
             threads = self._start_fetchers(fetcher, scheduler, pool, crawl_id)
             if s.crawl.sitemaps and not resumed and self.reads_sitemaps:
                 threads.append(self._start_sitemaps(policy, guard, scheduler, scope))

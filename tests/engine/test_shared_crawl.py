@@ -105,6 +105,7 @@ def test_three_workers_crawl_four_hosts_exactly_once(shop, redis_server, tmp_pat
     for url in catalog.expected:
         parts = urlsplit(url)
         assert server.hits(parts.hostname, parts.path) == 1, f"{url} fetched more than once"
+    assert all(server.hits(h, "/robots.txt") == 1 for h in catalog.hosts), "robots.txt once per crawl"
     # crawler status sees the whole crawl
     status = run_cli("status", "-o", "out.jsonl", "--format", "json", cwd=tmp_path)
     assert status.code == 0, status.stderr
