@@ -122,6 +122,7 @@ def bench_throughput(tmp: Path) -> dict:
 
 
 def bench_scale(tmp: Path) -> dict:
+    (tmp / "redis").mkdir()
     server = redis_server(tmp / "redis")
     site = Site()
     hosts = loopback_hosts(8)

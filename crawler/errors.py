@@ -7,6 +7,7 @@
      ├── StateError ............ exit 2: output or state locked by another crawl, state
      │                           that does not match the output file
      ├── AbortError ............ exit 1: writer lost, disk full; the state can be resumed
+     │    └── LeaseLost ........ exit 1: a shared-crawl worker's leases went to the others
      └── FetchError ............ never escapes a crawl: becomes a record's "error"
           ├── FetchTimeout ......... "timeout"
           ├── ConnectError ......... "connection"
@@ -42,6 +43,12 @@ class AbortError(CrawlerError):
     """The crawl cannot go on (writer lost, disk full). What was committed stays valid."""
 
     exit_code = 1
+
+
+class LeaseLost(AbortError):
+    """A worker of a shared crawl lost its leases to the others (it was silent for longer than
+    ``lease_timeout``, or started again elsewhere): what it wrote after its last commit is
+    not its to keep."""
 
 
 class FetchError(CrawlerError):

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from crawler.errors import AbortError
+from crawler.errors import AbortError, LeaseLost
 from crawler.messages import FetchJob, ParseResult
 from crawler.urls import host_of
 
@@ -264,8 +264,8 @@ class Coordinator:
         self.last_renew = now
         lost = self.frontier.renew()
         if lost:
-            raise AbortError(f"this worker lost {len(lost)} leases to the others (it was silent for longer "
-                             "than lease_timeout); restart it to resume")
+            raise LeaseLost(f"this worker lost {len(lost)} leases to the others (it was silent for longer "
+                            "than lease_timeout); restart it to resume")
         self.frontier.beat(done=self.pages, leased=len(self.leased), errors=sum(self.errors.values()))
 
     def show_progress(self) -> None:

@@ -31,7 +31,7 @@ from crawler.engine.coordinator import Coordinator, Discovering, Parsed, Release
 from crawler.engine.frontier import SQLiteFrontier, known_reader
 from crawler.engine.hosts import HostScheduler
 from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders
-from crawler.errors import AbortError, StateError
+from crawler.errors import AbortError, LeaseLost, StateError
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.policy import FetchAborted, FetchPolicy, RetryLater, SeenURLs
 from crawler.fetch.requests_engine import RequestsFetcher
@@ -155,6 +155,13 @@ class Crawl:
             self.reads_sitemaps = created  # the worker that created the crawl reads its sitemaps
             try:
                 return self._run_with_state(frontier, RedisTurns(frontier, self.settings.fetch.concurrency))
+            except LeaseLost:
+                # Others have those URLs now: what this worker wrote after its last commit
+                # goes, as a restart would cut it, so the shards never hold a URL twice.
+                size = frontier.get_meta("output_size")
+                if size is not None and self.output.exists():
+                    os.truncate(self.output, int(size))
+                raise
             finally:
                 frontier.close()
         finally:

@@ -252,3 +252,21 @@ def test_fresh_is_refused_while_a_worker_holds_leases(redis_server, tmp_path):
         assert finish([running])[0][0] == 0
         records = shard_records(tmp_path)["out-w0.jsonl"]
         assert len(records) == 41 and len({r["url"] for r in records}) == 41
+
+
+def test_a_frozen_worker_that_lost_its_leases_keeps_no_duplicate(shop, redis_server, tmp_path):
+    """A worker paused for longer than lease_timeout (its leases reclaimed and fetched by
+    the others) is refused when it wakes: it exits 1 and cuts what it wrote since its last
+    commit, so the shards never hold a URL twice."""
+    served = shop(400, hosts=4)
+    catalog = served.catalog
+    setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml, delay=0.01, lease=2)
+    procs = [worker(tmp_path, f"w{i}") for i in range(3)]
+    wait_for_lines(tmp_path / "out-w1.jsonl", 50)
+    os.killpg(procs[1].pid, signal.SIGSTOP)
+    time.sleep(5)  # > lease_timeout: the others reclaim its leases
+    os.killpg(procs[1].pid, signal.SIGCONT)
+    results = finish(procs)
+    assert results[1][0] == 1 and "lost" in results[1][1], results[1]
+    assert [results[0][0], results[2][0]] == [0, 0], results
+    assert_exactly_once(tmp_path, catalog)

@@ -32,7 +32,7 @@ from redis.retry import Retry
 
 from crawler.engine.frontier import Counts, Entry
 from crawler.engine.state import new_crawl_id
-from crawler.errors import AbortError, StateError, UsageError
+from crawler.errors import AbortError, LeaseLost, StateError, UsageError
 from crawler.messages import FetchJob, utc_now_iso
 from crawler.urls import host_of
 
@@ -122,7 +122,9 @@ class RedisFrontier:
         except ResponseError as exc:
             text = str(exc)
             code = text.split(" ", 1)[0]
-            if code in ("CRAWLLOST", "FENCED", "LOST"):
+            if code in ("FENCED", "LOST"):
+                raise LeaseLost(f"Redis at {self.url}: {text.split(' ', 1)[1]}") from None
+            if code == "CRAWLLOST":
                 raise AbortError(f"Redis at {self.url}: {text.split(' ', 1)[1]}") from None
             raise AbortError(f"Redis at {self.url}: {text}") from None
         except _RETRYABLE as exc:
@@ -209,9 +211,10 @@ class RedisFrontier:
             blob = orjson.dumps([job.url, job.depth, job.referrer, status, etag, last_modified, content_hash,
                                  snapshot.decode() if snapshot is not None else None, gone or 0])
             args.extend((i, fingerprint(job.url)[1], blob))
-        self.shard = {**self.shard, "size": output_size, "tail": output_tail}
+        shard = {**self.shard, "size": output_size, "tail": output_tail}
         self.seq += 1
-        self.call("commit", self.worker, self.incarnation, self.seq, orjson.dumps(self.shard), failed, *args)
+        self.call("commit", self.worker, self.incarnation, self.seq, orjson.dumps(shard), failed, *args)
+        self.shard = shard  # only once Redis has it: a refused commit leaves the last committed size
 
     def cover(self, entries: Iterable[Entry]) -> None:
         args = [v for url, *_ in entries for v in fingerprint(url)]
@@ -300,8 +303,8 @@ class RedisFrontier:
         ms = self.call("turn", self.worker, self.incarnation, job_id, host, self.conc, self.delay_ms,
                        self.slot_ms, 1 if lease else 0)
         if ms < 0:
-            raise AbortError(f"worker {self.worker} lost the lease of job {job_id} (silent for longer "
-                             "than lease_timeout?)")
+            raise LeaseLost(f"worker {self.worker} lost the lease of job {job_id} (silent for longer "
+                            "than lease_timeout?)")
         return ms / 1000
 
     def finish(self, slots: Sequence[tuple[int | str, str]]) -> None:
