@@ -56,8 +56,14 @@ def test_unknown_flag_exits_2(cli):
     assert run.code == 2
 
 
-def test_redis_backend_is_refused_until_it_exists(one_page, cli):
-    run = cli("crawl", one_page.url("127.0.0.1"), "-o", "out.jsonl", settings='[state]\nbackend = "redis"\n')
-    assert run.code == 2
-    assert '[state] backend = "redis" is not available' in error_line(run)
+def test_an_unreachable_redis_exits_1_naming_it_and_fetches_nothing(one_page, cli):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    run = cli("crawl", one_page.url("127.0.0.1"), "-o", "out.jsonl",
+              settings=f'[state]\nbackend = "redis"\nredis_url = "{url}"\n')
+    assert run.code == 1
+    assert f"cannot reach Redis at {url}" in error_line(run)
     assert one_page.hits() == 0

@@ -19,4 +19,7 @@ Files, in the order a URL meets them:
   pipe, with one method per event (result, release, start URLs, acks, flush, refill, end).
 - progress.py: the live progress line.
 - recurring.py: ``crawler schedule``, runs repeated on an interval or a cron expression.
+- status.py: ``crawler status``, how far a local or shared crawl is.
+- shared/: the Redis backend, for a crawl shared by many workers: ``RedisFrontier`` and
+  ``RedisTurns`` in place of ``SQLiteFrontier`` and ``HostScheduler``.
 """
