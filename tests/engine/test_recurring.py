@@ -259,3 +259,4 @@ def test_ticks_missed_while_stopped_coalesce_into_one_catch_up_run(serve, tmp_pa
     gap = (datetime.fromisoformat(min(r["fetched_at"] for r in after).rstrip("Z"))
            - datetime.fromisoformat(max(r["fetched_at"] for r in catch_up).rstrip("Z"))).total_seconds()
     assert gap > 0.3, "the run after a catch-up waits for its tick: no burst"
+

@@ -270,3 +270,25 @@ def test_a_frozen_worker_that_lost_its_leases_keeps_no_duplicate(shop, redis_ser
     assert results[1][0] == 1 and "lost" in results[1][1], results[1]
     assert [results[0][0], results[2][0]] == [0, 0], results
     assert_exactly_once(tmp_path, catalog)
+
+
+def test_recrawl_starts_one_new_run_over_the_shared_frontier(shop, redis_server, tmp_path):
+    served = shop(60, hosts=2)
+    catalog = served.catalog
+    setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml)
+    assert [c for c, _ in finish([worker(tmp_path, f"w{i}") for i in range(2)])] == [0, 0]
+    first = {r["url"]: r for s in shard_records(tmp_path).values() for r in s}
+    assert set(first) == set(catalog.expected)
+    results = finish([worker(tmp_path, f"w{i}", "--recrawl") for i in range(2)])
+    assert [c for c, _ in results] == [0, 0], results
+    records = [r for s in shard_records(tmp_path).values() for r in s]
+    second = [r for r in records if r["crawl_id"] != first[r["url"]]["crawl_id"]]
+    assert sorted(r["url"] for r in second) == sorted(catalog.expected), "every page once more, once"
+    assert len({r["crawl_id"] for r in second}) == 1, "both workers joined the same new run"
+    assert all(r["changed"] is False and r["data"] == catalog.expected[r["url"]] for r in second)
+
+
+def test_schedule_refuses_the_redis_backend_with_one_line(redis_server, tmp_path):
+    setup(tmp_path, redis_server.url, ["http://127.0.0.1:9/"])
+    run = run_cli("schedule", "--every", "1h", "-s", "seeds.txt", "-o", "out.jsonl", cwd=tmp_path)
+    assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1 and "--recrawl" in run.stderr
