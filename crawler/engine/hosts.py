@@ -188,8 +188,10 @@ class HostScheduler:
         """The request for ``job`` is over: free its host slot (the one it holds now, if a
         redirect moved it)."""
         with self._cond:
-            slot = self._moved.pop(job.id, self._slots[job.host]) if self._moved else self._slots[job.host]
-            if slot is None:  # a move was abandoned: the job held no slot
+            # Not pop(job.id, self._slots[job.host]): that default is looked up even for a
+            # moved job, and a token for a host with no slot yet has none (KeyError).
+            slot = self._moved.pop(job.id) if job.id in self._moved else self._slots.get(job.host)
+            if slot is None:  # a move was abandoned (or never began): the job held no slot
                 return
             slot.in_flight -= 1
             self._maybe_push(slot)

@@ -93,3 +93,14 @@ def test_requeue_after_close_is_refused_so_the_job_goes_back_to_the_frontier():
     assert s.requeue(job) is True
     s.close()
     assert s.requeue(job) is False
+
+
+def test_acquire_while_stopping_for_a_host_without_a_slot_returns_none():
+    """Issue 11 #5: a sitemap request for a host the scheduler has never seen, asked
+    for once the crawl is stopping, gets None (and leaves nothing behind), not KeyError."""
+    s = HostScheduler(1, 0.0)
+    s.close()
+    stop = threading.Event()
+    stop.set()
+    assert s.acquire("never-seen", stop) is None
+    assert s.try_next() == (None, None)
