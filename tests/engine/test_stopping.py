@@ -13,6 +13,7 @@ import psutil
 
 from crawler.demo.shop.server import Response, Site
 from tests.conftest import REPO
+from tests.helpers import finish, read_records
 
 SLOW = "[fetch]\nper_host_delay = 0\nconcurrency = 4\nper_host_concurrency = 4\n[crawl]\nmax_depth = -1\n"
 
@@ -126,3 +127,56 @@ def test_second_ctrl_c_exits_at_once_and_resume_loses_nothing(serve, tmp_path):
     records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     urls = [r["url"] for r in records]
     assert len(urls) == len(set(urls)) == 200
+
+
+def test_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
+    """Issue 11 #1: `--fresh` against a crawl that is running on the same output and state
+    is refused before it deletes the state or empties the output; the first crawl then
+    finishes with every page exactly once, and a resume finds nothing left to do."""
+    server = slow_site(serve, pages=150, delay=0.02)
+    out = tmp_path / "out.jsonl"
+    first = start_crawl(tmp_path, server)
+    try:
+        wait_for_records(out, 20)
+        before = out.read_bytes()
+        fresh = start_crawl(tmp_path, server, "--fresh")
+        code, err = finish(fresh, timeout=60)
+        assert code == 2, err
+        assert "in use by another running crawl" in err
+        assert out.read_bytes()[:len(before)] == before  # nothing emptied or rewritten
+        assert (tmp_path / "out.jsonl.state" / "frontier.sqlite").exists()
+        code, err = finish(first, timeout=120)
+        assert code == 0, err
+    finally:
+        first.kill()
+        first.wait()
+    expected = {server.url("127.0.0.1", f"/p/{i}") for i in range(150)}
+    urls = [r["url"] for r in read_records(out)]
+    assert sorted(urls) == sorted(expected)  # each page exactly once
+    code, err = finish(start_crawl(tmp_path, server))
+    assert code == 0, err
+    assert [r["url"] for r in read_records(out)] == urls  # the resume had nothing to redo
+
+
+def test_fresh_on_an_output_another_state_is_writing_exits_2_and_empties_nothing(serve, tmp_path):
+    """The output's own lock: a --fresh crawl with another state directory must not empty
+    the file a running crawl writes (nor delete its own state) before being refused."""
+    server = slow_site(serve, pages=150, delay=0.02)
+    out = tmp_path / "out.jsonl"
+    first = start_crawl(tmp_path, server, "--state", "mine.state")
+    try:
+        wait_for_records(out, 20)
+        before = out.read_bytes()
+        (tmp_path / "other.state").mkdir()
+        (tmp_path / "other.state" / "keep.txt").write_text("left alone")
+        code, err = finish(start_crawl(tmp_path, server, "--state", "other.state", "--fresh"), timeout=60)
+        assert code == 2, err
+        assert f"output {out.name}" in err and "locked by another running crawl" in err
+        assert out.read_bytes()[:len(before)] == before
+        assert (tmp_path / "other.state" / "keep.txt").read_text() == "left alone"
+        code, err = finish(first, timeout=120)
+        assert code == 0, err
+    finally:
+        first.kill()
+        first.wait()
+    assert len(read_records(out)) == 150
