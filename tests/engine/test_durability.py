@@ -190,3 +190,36 @@ def test_rerun_of_a_finished_crawl_adds_nothing_and_fresh_starts_over(shop, tmp_
     again = records(tmp_path)
     assert sorted(r["url"] for r in again) == sorted(r["url"] for r in first)
     assert again[0]["crawl_id"] != first[0]["crawl_id"]
+
+
+def test_writer_lost_with_two_batches_in_flight_exits_1_naming_the_output(shop, tmp_path):
+    """Issue 11 #2: the writer stops (SIGSTOP) so that batches pile up unacknowledged, the
+    crawl fetches every page meanwhile (so at least two batches went out and the coordinator
+    can send no more), then the writer is SIGKILLed. The crawl must end, exit 1 with one
+    line naming the output, and a resume must write every page exactly once."""
+    served = shop(100, hosts=4)
+    prepare(tmp_path, served)
+    proc = popen(tmp_path)
+    try:
+        writer = child_after(proc, tmp_path, 20, "crawler-writer")
+        writer.suspend()  # SIGSTOP
+        deadline = time.monotonic() + 60
+        while served.server.hits() < len(served.catalog.expected) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served.server.hits() >= len(served.catalog.expected), "the crawl stalled before fetching it all"
+        time.sleep(0.5)  # the last pages' batches are sent (BATCH_AGE is 0.05 s)
+        stopped_at = record_count(tmp_path)
+        writer.kill()  # SIGKILL
+        code, err = finish(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("crawler: error: "), err
+    assert "output writer died" in lines[0] and "out.jsonl" in lines[0]
+    assert record_count(tmp_path) == stopped_at < len(served.catalog.expected)
+    code, err = finish(popen(tmp_path))
+    assert code == 0, err
+    assert_exactly_once(tmp_path, served.catalog.expected)
