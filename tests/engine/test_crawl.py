@@ -11,6 +11,7 @@ from lxml import html as lxml_html
 from crawler.demo.shop.catalog import canonical_url
 from crawler.demo.shop.server import Response, Site
 from tests.conftest import FAST
+from tests.helpers import write_seeds  # also imported from here by tests/fetch
 
 
 def link_graph(served) -> dict[str, list[str]]:
@@ -44,10 +45,6 @@ def shortest_depths(served) -> dict[str, int]:
                     nxt.append(link)
         frontier = nxt
     return depth
-
-
-def write_seeds(tmp_path, seeds):
-    (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
 
 
 def test_crawl_of_four_hosts_writes_one_correct_record_per_page(shop, cli, tmp_path):

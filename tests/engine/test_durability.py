@@ -7,16 +7,14 @@ import os
 import random
 import resource
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
-import orjson
 import psutil
 
 from crawler.demo.shop.server import Response, Site
-from tests.conftest import REPO
+from tests.helpers import (count_lines, finish, launch, read_records, wait_for_records, wait_until,
+                           write_seeds)
 
 SETTINGS = """
 [crawl]
@@ -29,44 +27,29 @@ timeout = 5
 """
 
 
-def crawl_cmd(*extra):
-    return [sys.executable, "-m", "crawler", "crawl", "-s", "seeds.txt", "-o", "out.jsonl", *extra]
-
-
 def popen(tmp_path, *extra, preexec_fn=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(crawl_cmd(*extra), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec_fn)
-
-
-def finish(proc, timeout=240):
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
+    return launch(tmp_path, "crawl", "-s", "seeds.txt", "-o", "out.jsonl", *extra,
+                  start_new_session=True, preexec_fn=preexec_fn)
 
 
 def records(tmp_path):
-    data = (tmp_path / "out.jsonl").read_bytes()
-    assert not data or data.endswith(b"\n")
-    return [orjson.loads(line) for line in data.splitlines()]  # every line must be valid JSON
+    return read_records(tmp_path / "out.jsonl")  # every line must be valid JSON
 
 
 def record_count(tmp_path):
-    path = tmp_path / "out.jsonl"
-    return path.read_bytes().count(b"\n") if path.exists() else 0
+    return count_lines(tmp_path / "out.jsonl")
 
 
 def child_after(proc, tmp_path, records_written, name):
     """The crawl's child process called ``name``, once ``records_written`` lines exist."""
-    deadline = time.monotonic() + 60
-    while record_count(tmp_path) < records_written and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_records(tmp_path / "out.jsonl", records_written, timeout=60)
     children = [p for p in psutil.Process(proc.pid).children() if p.name() == name]
     assert children, f"no {name} process found"
     return children[0]
 
 
 def prepare(tmp_path, served, rules=None):
-    (tmp_path / "seeds.txt").write_text("\n".join(served.catalog.seeds) + "\n")
+    write_seeds(tmp_path, served.catalog.seeds)
     (tmp_path / "settings.toml").write_text(SETTINGS + (rules or served.catalog.rules_toml))
 
 
@@ -203,10 +186,8 @@ def test_writer_lost_with_two_batches_in_flight_exits_1_naming_the_output(shop, 
     try:
         writer = child_after(proc, tmp_path, 20, "crawler-writer")
         writer.suspend()  # SIGSTOP
-        deadline = time.monotonic() + 60
-        while served.server.hits() < len(served.catalog.expected) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert served.server.hits() >= len(served.catalog.expected), "the crawl stalled before fetching it all"
+        wait_until(lambda: served.server.hits() >= len(served.catalog.expected), timeout=60,
+                   what="every page fetched while the writer is stopped")
         time.sleep(0.5)  # the last pages' batches are sent (BATCH_AGE is 0.05 s)
         stopped_at = record_count(tmp_path)
         writer.kill()  # SIGKILL

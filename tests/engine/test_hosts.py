@@ -3,20 +3,8 @@ waiting host block a ready one."""
 
 import threading
 
-from crawler.messages import FetchJob
 from crawler.engine.hosts import HostScheduler
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-def jobs(host, n, start=0):
-    return [FetchJob(id=start + i, url=f"http://{host}/{i}", host=host, depth=0) for i in range(n)]
+from tests.helpers import Clock, jobs
 
 
 def test_no_more_than_per_host_concurrency_start():
