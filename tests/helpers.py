@@ -6,6 +6,7 @@ conftest.py and are built on these.
 - ``job`` / ``jobs``: FetchJobs for one host, for the scheduler and the fetch policy;
 - ``read_records`` / ``count_lines`` / ``write_seeds``: a crawl's JSON lines and its seeds file;
 - ``launch`` / ``run_cli`` / ``finish``: the real ``python -m crawler`` in a child process;
+- ``one_error_line``: the single line a refused or aborted command prints;
 - ``descendants``: a crawl's child processes (parsers, writer);
 - ``wait_until`` / ``wait_for_records``: poll until something is true, or fail the test;
 - ``slow_site``: a chain of slow pages, a crawl that takes a while;
@@ -116,6 +117,13 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120, output: Path | None = N
     proc = subprocess.run([sys.executable, "-m", "crawler", *args], cwd=cwd, env=cli_env(**(env or {})),
                           capture_output=True, text=True, timeout=timeout)
     return Run(proc.returncode, proc.stdout, proc.stderr, read_records(output) if output else [])
+
+
+def one_error_line(stderr: str) -> str:
+    """A refused or aborted command says why in exactly one line: return it."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("crawler: error: "), stderr
+    return lines[0]
 
 
 def descendants(pid: int) -> list[psutil.Process]:

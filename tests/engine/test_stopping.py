@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import signal
 import time
+from contextlib import contextmanager
 
 import psutil
 
 # descendants, slow_site and wait_for_records are imported from here by other test modules too
-from tests.helpers import descendants, finish, launch, read_records, slow_site, wait_for_records
+from tests.helpers import (descendants, finish, launch, one_error_line, read_records, slow_site,
+                           wait_for_records)
 
 SLOW = "[fetch]\nper_host_delay = 0\nconcurrency = 4\nper_host_concurrency = 4\n[crawl]\nmax_depth = -1\n"
 
@@ -18,22 +20,29 @@ def start_crawl(tmp_path, server, *extra):
     return launch(tmp_path, "crawl", server.url("127.0.0.1", "/p/0"), "-o", "out.jsonl", "-q", *extra)
 
 
+@contextmanager
+def crawl_under_way(tmp_path, server, *extra, records=1):
+    """A crawl running in the background with ``records`` written; killed on the way out
+    if it is still running."""
+    proc = start_crawl(tmp_path, server, *extra)
+    try:
+        wait_for_records(tmp_path / "out.jsonl", records)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def test_second_crawl_on_a_locked_output_exits_2(serve, tmp_path):
     server = slow_site(serve)
-    first = start_crawl(tmp_path, server)
-    try:
-        wait_for_records(tmp_path / "out.jsonl", 1)
-        second = start_crawl(tmp_path, server, "--state", "other.state")
-        _, err = second.communicate(timeout=60)
-        assert second.returncode == 2
+    with crawl_under_way(tmp_path, server):
+        code, err = finish(start_crawl(tmp_path, server, "--state", "other.state"), timeout=60)
+        assert code == 2
         assert "locked by another running crawl" in err
-        third = start_crawl(tmp_path, server)  # same output, same (default) state
-        _, err = third.communicate(timeout=60)
-        assert third.returncode == 2
+        code, err = finish(start_crawl(tmp_path, server), timeout=60)  # same output, same (default) state
+        assert code == 2
         assert "in use by another running crawl" in err
-    finally:
-        first.kill()
-        first.wait()
 
 
 def test_ctrl_c_drains_exits_130_and_leaves_no_process(serve, tmp_path):
@@ -98,21 +107,15 @@ def test_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
     finishes with every page exactly once, and a resume finds nothing left to do."""
     server = slow_site(serve, pages=150, delay=0.02)
     out = tmp_path / "out.jsonl"
-    first = start_crawl(tmp_path, server)
-    try:
-        wait_for_records(out, 20)
+    with crawl_under_way(tmp_path, server, records=20) as first:
         before = out.read_bytes()
-        fresh = start_crawl(tmp_path, server, "--fresh")
-        code, err = finish(fresh, timeout=60)
+        code, err = finish(start_crawl(tmp_path, server, "--fresh"), timeout=60)
         assert code == 2, err
-        assert "in use by another running crawl" in err
+        assert "in use by another running crawl" in one_error_line(err)
         assert out.read_bytes()[:len(before)] == before  # nothing emptied or rewritten
         assert (tmp_path / "out.jsonl.state" / "frontier.sqlite").exists()
         code, err = finish(first, timeout=120)
         assert code == 0, err
-    finally:
-        first.kill()
-        first.wait()
     expected = {server.url("127.0.0.1", f"/p/{i}") for i in range(150)}
     urls = [r["url"] for r in read_records(out)]
     assert sorted(urls) == sorted(expected)  # each page exactly once
@@ -126,20 +129,16 @@ def test_fresh_on_an_output_another_state_is_writing_exits_2_and_empties_nothing
     the file a running crawl writes (nor delete its own state) before being refused."""
     server = slow_site(serve, pages=150, delay=0.02)
     out = tmp_path / "out.jsonl"
-    first = start_crawl(tmp_path, server, "--state", "mine.state")
-    try:
-        wait_for_records(out, 20)
+    (tmp_path / "other.state").mkdir()
+    (tmp_path / "other.state" / "keep.txt").write_text("left alone")
+    with crawl_under_way(tmp_path, server, "--state", "mine.state", records=20) as first:
         before = out.read_bytes()
-        (tmp_path / "other.state").mkdir()
-        (tmp_path / "other.state" / "keep.txt").write_text("left alone")
         code, err = finish(start_crawl(tmp_path, server, "--state", "other.state", "--fresh"), timeout=60)
         assert code == 2, err
-        assert f"output {out.name}" in err and "locked by another running crawl" in err
+        line = one_error_line(err)
+        assert f"output {out.name}" in line and "locked by another running crawl" in line
         assert out.read_bytes()[:len(before)] == before
         assert (tmp_path / "other.state" / "keep.txt").read_text() == "left alone"
         code, err = finish(first, timeout=120)
         assert code == 0, err
-    finally:
-        first.kill()
-        first.wait()
     assert len(read_records(out)) == 150
