@@ -134,7 +134,7 @@ def test_an_ipv6_seed_follows_its_own_links(serve, cli, engine):
         site.add("::1", f"/p/{i}", Response.html(f"<html><title>page {i}</title></html>"))
     server = serve(site, ["::1"])
     run = cli("crawl", server.url("::1"), "-o", "out.jsonl",
-              settings=FAST + f'engine = "{engine}"\nallow_private_networks = true\n')
+              settings=FAST + f"engine = \"{engine}\"\n")
     assert run.code == 0, run.stderr
     expected = {server.url("::1")} | {server.url("::1", f"/p/{i}") for i in range(3)}
     assert {r["url"] for r in run.records} == expected
