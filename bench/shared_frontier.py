@@ -58,7 +58,7 @@ def frontier(url: str, worker: str = "bench", **overrides) -> RedisFrontier:
                                     "fetch.per_host_delay": 0, "fetch.per_host_concurrency": 1000,
                                     **overrides})
     f = RedisFrontier(connect(url), url, "bench", worker, settings=settings)
-    f.open("bench", fresh=False)
+    f.open("bench")
     f.recover()
     return f
 

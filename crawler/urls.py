@@ -76,9 +76,17 @@ class Scope:
 
     @classmethod
     def from_settings(cls, settings, seeds: list[str]) -> "Scope":
+        def host(domain: str) -> str:
+            """The host of an allowed_domains entry or a seed's host: lower case, no trailing
+            dot, no port. An IPv6 literal, bare or in brackets, keeps its colons."""
+            domain = domain.strip().lower().strip(".")
+            if domain.count(":") > 1 and not domain.startswith("["):  # bare IPv6: no port to drop
+                return domain
+            return urlsplit("//" + domain).hostname or domain
+
         domains = settings.crawl.allowed_domains or [host_of(s) for s in seeds]
         return cls(
-            domains=frozenset(d.lower().strip(".").split(":")[0] for d in domains),
+            domains=frozenset(host(d) for d in domains),
             allow=tuple(settings.crawl.allow),
             deny=tuple(settings.crawl.deny),
             max_url_length=settings.crawl.max_url_length,

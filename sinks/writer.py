@@ -162,8 +162,14 @@ class WriterProcess:
         except OSError:
             from crawler.errors import AbortError
 
-            raise AbortError(f"output writer died (exit code {self.process.exitcode})") from None
+            raise AbortError(self.died()) from None
         self.unacked += 1
+
+    def died(self) -> str:
+        """The one line that reports a lost writer, naming the output."""
+        self.process.join(1.0)  # dead or dying: let its exit code be known
+        return (f"output writer died (exit code {self.process.exitcode}) while writing {self.path}; "
+                "what it acknowledged is kept, run the same command to resume")
 
     def receive(self, timeout: float = 0.0) -> list[tuple]:
         """Messages from the writer: ("ack", ids, size, tail) or ("error", kind, message)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crawler.demo.shop.server import Response, Site
+from tests.helpers import one_error_line
 
 
 @pytest.fixture
@@ -15,10 +16,7 @@ def one_page(serve):
 
 
 def error_line(run) -> str:
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("crawler: error: ")
-    return lines[0]
+    return one_error_line(run.stderr)
 
 
 @pytest.mark.parametrize("settings,needle", [

@@ -64,3 +64,26 @@ def test_scope_refuses_overlong_urls():
     scope = Scope(domains=frozenset({"example.com"}), max_url_length=40).compile()
     assert scope.allows("http://example.com/short")
     assert not scope.allows("http://example.com/" + "a" * 40)
+
+
+@pytest.mark.parametrize("seed, inside, outside", [
+    ("http://[::1]:8080/", "http://[::1]:8080/p/1", "http://127.0.0.1:8080/p/1"),
+    ("http://[2001:db8::1]/", "http://[2001:db8::1]:81/x", "http://[2001:db8::2]/x"),
+    ("http://example.com:8080/", "http://example.com/x", "http://[::1]/x"),
+])
+def test_scope_of_a_seed_keeps_its_host_whatever_the_address_family(seed, inside, outside):
+    """Issue 11 #4: an IPv6 seed's own links are in scope (split(":") made its host "")."""
+    scope = Scope.from_settings(FakeSettings, [seed])
+    assert "" not in scope.domains
+    compiled = scope.compile()
+    assert compiled.allows(canonicalize(inside))
+    assert not compiled.allows(canonicalize(outside))
+
+
+@pytest.mark.parametrize("domain, host", [
+    ("example.com:8080", "example.com"), ("[::1]:8080", "::1"), ("[::1]", "::1"), ("::1", "::1"),
+    ("Shop.Example.COM.", "shop.example.com"), ("127.0.0.1:99", "127.0.0.1"),
+])
+def test_allowed_domains_drop_a_port_but_keep_ipv6_literals(domain, host):
+    settings = type("S", (), {"crawl": type("C", (FakeSettings.crawl,), {"allowed_domains": [domain]})})
+    assert Scope.from_settings(settings, []).domains == frozenset({host})

@@ -187,8 +187,13 @@ class Coordinator:
 
     def check_health(self) -> None:
         writer = self.writer
-        if not writer.alive and writer.unacked == 0 and not writer.receive():
-            raise AbortError(f"output writer died (exit code {writer.process.exitcode})")
+        if not writer.alive:
+            # Whatever it acked (or reported) before it died still counts; the batches it
+            # never acked stay leased and are redone on resume. Not only when nothing is
+            # unacked: with two batches in flight nothing more can be sent, and the crawl
+            # would wait for acks for ever.
+            self.take_acks()
+            raise AbortError(writer.died())
         if self.pool.broken is not None:
             raise AbortError(f"parser pool broken: {self.pool.broken}")
 

@@ -18,7 +18,6 @@ import logging
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import sqlite3
 import threading
 import time
@@ -30,7 +29,7 @@ from crawler import __version__, PROJECT_URL
 from crawler.engine.coordinator import Coordinator, Discovering, Parsed, Released, StartURLs
 from crawler.engine.frontier import SQLiteFrontier, known_reader
 from crawler.engine.hosts import HostScheduler
-from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders
+from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders, start_over
 from crawler.errors import AbortError, LeaseLost, StateError
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.policy import FetchAborted, FetchPolicy, RetryLater, SeenURLs
@@ -116,19 +115,14 @@ class Crawl:
         self.stop_event.set()
 
     # -- set-up --------------------------------------------------------------------------------
-    def _prepare_state(self) -> None:
-        if self.fresh:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-            if not has_placeholders(self.output_template) and self.output.exists():
-                self.output.write_bytes(b"")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-
     def run(self) -> CrawlResult:
         if self.shared:
             return self._run_shared()
-        self._prepare_state()
+        # The lock first: a --fresh refused because another crawl runs must change nothing.
         lock = StateLock(self.state_dir)
         try:
+            if self.fresh:
+                start_over(self.state_dir, None if has_placeholders(self.output_template) else self.output)
             return self._run_locked()
         finally:
             lock.release()
@@ -149,9 +143,7 @@ class Crawl:
         lock = StateLock(self.state_dir)
         try:
             frontier, created = join_shared(self.settings, output=self.base_output, worker=self.worker,
-                                            state_dir=self.state_dir, fresh=self.fresh)
-            if self.fresh and self.output.exists():
-                self.output.write_bytes(b"")
+                                            state_dir=self.state_dir, shard=self.output, fresh=self.fresh)
             self.reads_sitemaps = created  # the worker that created the crawl reads its sitemaps
             try:
                 return self._run_with_state(frontier, RedisTurns(frontier, self.settings.fetch.concurrency))

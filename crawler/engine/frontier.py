@@ -233,12 +233,16 @@ class SQLiteFrontier:
         if not jobs:
             return
         self._begin()
-        self.db.executemany("UPDATE urls SET state = 0 WHERE id = ? AND state = 1", [(j.id,) for j in jobs])
-        self.commit()
+        # Count only the rows the UPDATE changed: a job that is no longer leased (done
+        # meanwhile, or released twice) must not move the counts away from the database.
+        released = 0
         for job in jobs:
-            self._hosts[job.host] += 1
-        self._counts[QUEUED] += len(jobs)
-        self._counts[LEASED] -= len(jobs)
+            if self.db.execute("UPDATE urls SET state = 0 WHERE id = ? AND state = 1", (job.id,)).rowcount:
+                self._hosts[job.host] += 1
+                released += 1
+        self.commit()
+        self._counts[QUEUED] += released
+        self._counts[LEASED] -= released
 
     def cover(self, entries: Iterable[Entry]) -> None:
         """Record redirect targets as covered. One that is already known stays as it is

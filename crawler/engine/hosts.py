@@ -34,6 +34,9 @@ from typing import Callable
 from crawler.messages import FetchJob
 
 MOVE_POLL = 0.05  # seconds between looks at a full host, for a job moving onto it
+# Slots kept before idle ones are swept out (see _evict_idle). A host's slot costs a few
+# hundred bytes; without eviction a crawl over millions of hosts would keep them all.
+MAX_SLOTS = 10_000
 
 
 @dataclass(slots=True)
@@ -80,13 +83,29 @@ class HostScheduler:
         # (None: between two slots). Empty for almost every job, so done() stays cheap.
         self._moved: dict[int, HostSlot | None] = {}
         self._tokens = itertools.count(1)  # ids of acquire()'s token jobs: negative, never a frontier id
+        self._sweep_at = MAX_SLOTS  # the slot count at which idle slots are next swept out
 
     # -- bookkeeping (caller holds the lock) -------------------------------------------
     def _slot(self, host: str) -> HostSlot:
         slot = self._slots.get(host)
         if slot is None:
+            if len(self._slots) >= self._sweep_at:
+                self._evict_idle()
             slot = self._slots[host] = HostSlot(host, self.concurrency, self.delay)
         return slot
+
+    def _evict_idle(self) -> None:
+        """Forget the slots of hosts with nothing buffered or in flight whose next start
+        has come: a new slot for such a host behaves the same, politeness included (its
+        Crawl-delay comes back with the next robots check, see ``set_delay``). The next
+        sweep waits until the table has doubled past what stayed, so sweeping costs O(1)
+        per new host even when few slots are idle."""
+        now = self.clock()
+        idle = [name for name, slot in self._slots.items()
+                if not slot.in_flight and not slot.buffer and not slot.queued and slot.next_start <= now]
+        for name in idle:
+            del self._slots[name]
+        self._sweep_at = max(MAX_SLOTS, 2 * len(self._slots))
 
     def _push(self, slot: HostSlot) -> None:
         slot.version += 1
@@ -188,8 +207,10 @@ class HostScheduler:
         """The request for ``job`` is over: free its host slot (the one it holds now, if a
         redirect moved it)."""
         with self._cond:
-            slot = self._moved.pop(job.id, self._slots[job.host]) if self._moved else self._slots[job.host]
-            if slot is None:  # a move was abandoned: the job held no slot
+            # Not pop(job.id, self._slots[job.host]): that default is looked up even for a
+            # moved job, and a token for a host with no slot yet has none (KeyError).
+            slot = self._moved.pop(job.id) if job.id in self._moved else self._slots.get(job.host)
+            if slot is None:  # a move was abandoned (or never began): the job held no slot
                 return
             slot.in_flight -= 1
             self._maybe_push(slot)
@@ -322,7 +343,15 @@ class HostScheduler:
         """The host's own minimum delay (robots.txt Crawl-delay); never below per_host_delay."""
         with self._cond:
             slot = self._slot(host)
-            slot.delay = max(self.delay, delay)
+            delay = max(self.delay, delay)
+            if delay > slot.delay:
+                # The turn taken last (if any) was spaced by the smaller delay: a slot that
+                # was new (or evicted while idle) learns its Crawl-delay only after its first
+                # request started, and the next one must still wait the whole delay.
+                slot.next_start += delay - slot.delay
+                if slot.queued:
+                    self._push(slot)
+            slot.delay = delay
 
     # -- state and shutdown ------------------------------------------------------------------
     def add_listener(self, callback: Callable[[], None]) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from crawler.errors import StateError, UsageError
 from crawler.engine.crawl import Crawl, CrawlResult
-from crawler.engine.state import StateLock, default_state_dir
+from crawler.engine.state import StateLock, default_state_dir, start_over
 from crawler.engine.progress import Progress
 from crawler.settings import Settings
 
@@ -136,11 +136,12 @@ class RunScheduler:
         lock = StateLock(self.state_dir, "schedule.lock",
                          f"another `crawler schedule` is already running on state {self.state_dir}")
         try:
-            if self.fresh:  # start over, but keep the lock file we hold
-                for name in ("schedule.json", "frontier.sqlite", "frontier.sqlite-wal", "frontier.sqlite-shm"):
-                    (self.state_dir / name).unlink(missing_ok=True)
-                if "{" not in self.output and Path(self.output).exists():
-                    Path(self.output).write_bytes(b"")
+            if self.fresh:  # start over, under the crawl's lock too: never under a running crawl
+                crawl_lock = StateLock(self.state_dir)
+                try:
+                    start_over(self.state_dir, None if "{" in self.output else Path(self.output))
+                finally:
+                    crawl_lock.release()
             return self._loop()
         finally:
             lock.release()

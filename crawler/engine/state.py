@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +35,21 @@ def default_state_dir(output: str) -> Path:
     return Path(f"{output}.state")
 
 
+LOCK_FILES = ("lock", "schedule.lock")
+
+
+def _open_locked(path: Path, busy: str, flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """A descriptor of ``path`` holding an exclusive flock; StateError(busy) (exit 2) if
+    another process holds it."""
+    fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StateError(busy) from None
+    return fd
+
+
 class StateLock:
     """An exclusive flock on a file in the state directory, held until ``release``:
     ``lock`` for a crawl, ``schedule.lock`` for a scheduler. A second holder gets
@@ -41,17 +57,36 @@ class StateLock:
 
     def __init__(self, state_dir: Path, name: str = "lock", busy: str | None = None):
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(state_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise StateError(busy or f"state {state_dir} is in use by another running crawl") from None
+        self.fd = _open_locked(state_dir / name, busy or f"state {state_dir} is in use by another running crawl")
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
         os.close(self.fd)
+
+
+def start_over(state_dir: Path, output: Path | None) -> None:
+    """``--fresh``: forget the crawl in ``state_dir`` and empty ``output`` (None: the output
+    is one file per run, nothing to empty). The caller holds the state's lock; the output
+    is emptied under the writer's own lock (an flock on the file), so a crawl writing it
+    from another state directory makes this a StateError (exit 2) *before* anything is
+    deleted. The lock files stay: a process waiting on them must see the same files."""
+    fd = None
+    if output is not None and output.exists():
+        fd = _open_locked(output, f"output {output} is locked by another running crawl", os.O_RDWR)
+    try:
+        for entry in state_dir.iterdir():
+            if entry.name in LOCK_FILES:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        if fd is not None:
+            os.ftruncate(fd, 0)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def begin_run(frontier: SQLiteFrontier, new_run: bool) -> tuple[str, int, int | None]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
@@ -34,6 +35,10 @@ from crawler.errors import Blocked
 EXPIRY = 24 * 3600.0  # re-fetch robots.txt after a day (Google uses 24 h as well)
 RETRY_UNREACHABLE = 30.0
 MAX_UNREACHABLE = 3
+# Origins whose parsed robots.txt is kept; past that the least recently used one is
+# dropped (and fetched again if its origin comes back), so a crawl over many hosts
+# holds a bounded number of parsers.
+MAX_ORIGINS = 10_000
 
 
 @dataclass
@@ -73,7 +78,7 @@ class RobotsCache:
         self._fetch = fetch
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._pending: dict[str, threading.Event] = {}
 
     def _entry(self, origin: str) -> _Entry:
@@ -81,6 +86,7 @@ class RobotsCache:
             with self._lock:
                 entry = self._entries.get(origin)
                 if entry is not None and entry.expires > self._clock():
+                    self._entries.move_to_end(origin)
                     return entry
                 waiter = self._pending.get(origin)
                 if waiter is None:
@@ -96,6 +102,9 @@ class RobotsCache:
                 entry = self._make_entry(answer, entry)
                 with self._lock:
                     self._entries[origin] = entry
+                    self._entries.move_to_end(origin)
+                    while len(self._entries) > MAX_ORIGINS:
+                        self._entries.popitem(last=False)
             finally:
                 with self._lock:
                     del self._pending[origin]

@@ -24,6 +24,12 @@ import socket
 import threading
 import time
 
+# Disarmed alarms stay in the heap until they reach its top (lazy deletion). Behind one
+# long request they would pile up, one per request, so the heap is rebuilt without them
+# once they are at least this many and more than half of it (as asyncio does for its
+# cancelled timers).
+MIN_DISARMED_TO_COMPACT = 100
+
 
 class Alarm:
     __slots__ = ("deadline", "sock", "fired", "armed")
@@ -42,6 +48,7 @@ class Watchdog:
         self._heap: list[tuple[float, int, Alarm]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        self._disarmed = 0  # disarmed alarms still in the heap
 
     def arm(self, deadline: float, sock: socket.socket) -> Alarm:
         alarm = Alarm(deadline, sock)
@@ -67,18 +74,27 @@ class Watchdog:
 
     def disarm(self, alarm: Alarm) -> None:
         with self._cond:
+            if alarm.armed:
+                self._disarmed += 1
             alarm.armed = False
             alarm.sock = None
-            heap = self._heap
-            while heap and not heap[0][2].armed:  # most requests end long before their deadline
-                heapq.heappop(heap)
+            self._drop_disarmed()
+
+    def _drop_disarmed(self) -> None:
+        heap = self._heap
+        while heap and not heap[0][2].armed:  # most requests end long before their deadline
+            heapq.heappop(heap)
+            self._disarmed -= 1
+        if self._disarmed >= MIN_DISARMED_TO_COMPACT and 2 * self._disarmed > len(heap):
+            heap[:] = [entry for entry in heap if entry[2].armed]
+            heapq.heapify(heap)
+            self._disarmed = 0
 
     def _run(self) -> None:
         with self._cond:
             while True:
                 heap = self._heap
-                while heap and not heap[0][2].armed:
-                    heapq.heappop(heap)
+                self._drop_disarmed()
                 if not heap:
                     self._cond.wait()
                     continue

@@ -26,6 +26,7 @@ import pytest
 
 from crawler.demo.shop.catalog import FIELDS, build_catalog, canonical_url, loopback_hosts
 from crawler.demo.shop.server import HANG, RESET, Drip, Request, Response, Site, SiteServer
+from tests.helpers import wait_until
 
 A, B = "127.0.0.1", "127.0.0.2"
 PAGE = Response.html("<html><head><title>Hello</title></head><body>hi</body></html>")
@@ -73,15 +74,6 @@ def read_response(sock: socket.socket, pending: bytearray) -> bytes:
     response = bytes(pending[:end + length])
     del pending[:end + length]
     return response
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 # -- the server --
@@ -161,7 +153,7 @@ def test_max_in_flight_counts_concurrent_requests_per_host(site: Site, server: S
         thread.join()
     assert server.max_in_flight(A) == 5
     assert server.max_in_flight(B) == 2
-    assert wait_for(lambda: server.in_flight(A) == 0)
+    wait_until(lambda: server.in_flight(A) == 0, timeout=5, interval=0.01)
 
 
 def test_max_in_flight_stays_one_for_sequential_requests(server: SiteServer) -> None:
@@ -185,7 +177,7 @@ def test_reset_aborts_the_connection_without_an_answer(site: Site, server: SiteS
         sock.sendall(b"GET /reset HTTP/1.1\r\n\r\n")
         with pytest.raises(ConnectionResetError):
             read_until_closed(sock)
-    assert wait_for(lambda: server.in_flight(A) == 0)
+    wait_until(lambda: server.in_flight(A) == 0, timeout=5, interval=0.01)
 
 
 def test_hang_never_answers_and_stays_in_flight_until_the_client_leaves(
@@ -194,7 +186,7 @@ def test_hang_never_answers_and_stays_in_flight_until_the_client_leaves(
     with pytest.raises(TimeoutError):
         get(server, A, "/hang", timeout=0.3)
     assert server.hits(A, "/hang") == 1
-    assert wait_for(lambda: server.in_flight(A) == 0)  # the client closed its socket
+    wait_until(lambda: server.in_flight(A) == 0, timeout=5, interval=0.01)  # the client closed its socket
 
 
 def test_drip_sends_headers_then_the_body_slowly(site: Site, server: SiteServer) -> None:
@@ -251,7 +243,7 @@ def test_stop_closes_open_connections(site: Site) -> None:
     sock = socket.create_connection((A, server.port))
     sock.settimeout(5)
     sock.sendall(b"GET /hang HTTP/1.1\r\n\r\n")
-    assert wait_for(lambda: server.hits() == 1)
+    wait_until(lambda: server.hits() == 1, timeout=5, interval=0.01)
     server.stop()
     assert read_until_closed(sock) == b""  # closed without an answer, not left hanging
     sock.close()

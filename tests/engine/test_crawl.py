@@ -9,7 +9,9 @@ import pytest
 from lxml import html as lxml_html
 
 from crawler.demo.shop.catalog import canonical_url
+from crawler.demo.shop.server import Response, Site
 from tests.conftest import FAST
+from tests.helpers import write_seeds  # also imported from here by tests/fetch
 
 
 def link_graph(served) -> dict[str, list[str]]:
@@ -43,10 +45,6 @@ def shortest_depths(served) -> dict[str, int]:
                     nxt.append(link)
         frontier = nxt
     return depth
-
-
-def write_seeds(tmp_path, seeds):
-    (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
 
 
 def test_crawl_of_four_hosts_writes_one_correct_record_per_page(shop, cli, tmp_path):
@@ -112,3 +110,34 @@ def test_cli_flags_override_settings_file(shop, cli, tmp_path):
               "--max-depth", "-1", settings=settings)
     assert run.code == 0, run.stderr
     assert len(run.records) == 5
+
+
+def ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here; tests/test_urls.py covers the scope")
+@pytest.mark.parametrize("engine", ["threads", "async"])
+def test_an_ipv6_seed_follows_its_own_links(serve, cli, engine):
+    """Issue 11 #4: with a seed on [::1], the seed's links are in scope and crawled."""
+    site = Site()
+    links = "".join(f'<a href="/p/{i}">{i}</a>' for i in range(3))
+    site.add("::1", "/", Response.html(f"<html><title>home</title>{links}</html>"))
+    for i in range(3):
+        site.add("::1", f"/p/{i}", Response.html(f"<html><title>page {i}</title></html>"))
+    server = serve(site, ["::1"])
+    run = cli("crawl", server.url("::1"), "-o", "out.jsonl",
+              settings=FAST + f"engine = \"{engine}\"\n")
+    assert run.code == 0, run.stderr
+    expected = {server.url("::1")} | {server.url("::1", f"/p/{i}") for i in range(3)}
+    assert {r["url"] for r in run.records} == expected
+    assert len(run.records) == 4
+    assert all(r["status"] == 200 for r in run.records)
+    assert server.hits("::1", "/p/0") == 1

@@ -7,16 +7,14 @@ import os
 import random
 import resource
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
-import orjson
 import psutil
 
 from crawler.demo.shop.server import Response, Site
-from tests.conftest import REPO
+from tests.helpers import (count_lines, finish, launch, one_error_line, read_records, wait_for_records,
+                           wait_until, write_seeds)
 
 SETTINGS = """
 [crawl]
@@ -29,44 +27,29 @@ timeout = 5
 """
 
 
-def crawl_cmd(*extra):
-    return [sys.executable, "-m", "crawler", "crawl", "-s", "seeds.txt", "-o", "out.jsonl", *extra]
-
-
 def popen(tmp_path, *extra, preexec_fn=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(crawl_cmd(*extra), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec_fn)
-
-
-def finish(proc, timeout=240):
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
+    return launch(tmp_path, "crawl", "-s", "seeds.txt", "-o", "out.jsonl", *extra,
+                  start_new_session=True, preexec_fn=preexec_fn)
 
 
 def records(tmp_path):
-    data = (tmp_path / "out.jsonl").read_bytes()
-    assert not data or data.endswith(b"\n")
-    return [orjson.loads(line) for line in data.splitlines()]  # every line must be valid JSON
+    return read_records(tmp_path / "out.jsonl")  # every line must be valid JSON
 
 
 def record_count(tmp_path):
-    path = tmp_path / "out.jsonl"
-    return path.read_bytes().count(b"\n") if path.exists() else 0
+    return count_lines(tmp_path / "out.jsonl")
 
 
 def child_after(proc, tmp_path, records_written, name):
     """The crawl's child process called ``name``, once ``records_written`` lines exist."""
-    deadline = time.monotonic() + 60
-    while record_count(tmp_path) < records_written and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_records(tmp_path / "out.jsonl", records_written, timeout=60)
     children = [p for p in psutil.Process(proc.pid).children() if p.name() == name]
     assert children, f"no {name} process found"
     return children[0]
 
 
 def prepare(tmp_path, served, rules=None):
-    (tmp_path / "seeds.txt").write_text("\n".join(served.catalog.seeds) + "\n")
+    write_seeds(tmp_path, served.catalog.seeds)
     (tmp_path / "settings.toml").write_text(SETTINGS + (rules or served.catalog.rules_toml))
 
 
@@ -76,6 +59,12 @@ def assert_exactly_once(tmp_path, expected):
     lost = set(expected) - set(urls)
     assert (len(lost), len(duplicated)) == (0, 0), f"lost {sorted(lost)[:3]}, duplicated {duplicated[:3]}"
     assert set(urls) == set(expected)
+
+
+def assert_resume_completes_exactly_once(tmp_path, expected):
+    code, err = finish(popen(tmp_path))
+    assert code == 0, err
+    assert_exactly_once(tmp_path, expected)
 
 
 def test_kill_9_at_five_random_moments_loses_and_duplicates_nothing(shop, tmp_path):
@@ -143,14 +132,11 @@ def test_full_disk_exits_1_with_a_clear_message_then_resume_completes_exactly_on
     proc = popen(tmp_path, preexec_fn=limit_file_size(300_000))
     code, err = finish(proc)
     assert code == 1, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("crawler: error: "), err
-    assert "out.jsonl" in lines[-1] or "frontier.sqlite" in lines[-1]
+    line = one_error_line(err)
+    assert "out.jsonl" in line or "frontier.sqlite" in line
     partial = records(tmp_path)  # whole lines only
     assert 0 < len(partial) < len(served.catalog.expected)
-    code, err = finish(popen(tmp_path))
-    assert code == 0, err
-    assert_exactly_once(tmp_path, served.catalog.expected)
+    assert_resume_completes_exactly_once(tmp_path, served.catalog.expected)
 
 
 def test_lost_writer_exits_1_and_resume_completes_exactly_once(shop, tmp_path):
@@ -161,9 +147,7 @@ def test_lost_writer_exits_1_and_resume_completes_exactly_once(shop, tmp_path):
     code, err = finish(proc)
     assert code == 1, err
     assert "output writer died" in err
-    code, err = finish(popen(tmp_path))
-    assert code == 0, err
-    assert_exactly_once(tmp_path, served.catalog.expected)
+    assert_resume_completes_exactly_once(tmp_path, served.catalog.expected)
 
 
 def test_resume_refuses_an_output_that_was_truncated(shop, tmp_path):
@@ -190,3 +174,31 @@ def test_rerun_of_a_finished_crawl_adds_nothing_and_fresh_starts_over(shop, tmp_
     again = records(tmp_path)
     assert sorted(r["url"] for r in again) == sorted(r["url"] for r in first)
     assert again[0]["crawl_id"] != first[0]["crawl_id"]
+
+
+def test_writer_lost_with_two_batches_in_flight_exits_1_naming_the_output(shop, tmp_path):
+    """Issue 11 #2: the writer stops (SIGSTOP) so that batches pile up unacknowledged, the
+    crawl fetches every page meanwhile (so at least two batches went out and the coordinator
+    can send no more), then the writer is SIGKILLed. The crawl must end, exit 1 with one
+    line naming the output, and a resume must write every page exactly once."""
+    served = shop(100, hosts=4)
+    prepare(tmp_path, served)
+    proc = popen(tmp_path)
+    try:
+        writer = child_after(proc, tmp_path, 20, "crawler-writer")
+        writer.suspend()  # SIGSTOP
+        wait_until(lambda: served.server.hits() >= len(served.catalog.expected), timeout=60,
+                   what="every page fetched while the writer is stopped")
+        time.sleep(0.5)  # the last pages' batches are sent (BATCH_AGE is 0.05 s)
+        stopped_at = record_count(tmp_path)
+        writer.kill()  # SIGKILL
+        code, err = finish(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code == 1, err
+    line = one_error_line(err)
+    assert "output writer died" in line and "out.jsonl" in line
+    assert record_count(tmp_path) == stopped_at < len(served.catalog.expected)
+    assert_resume_completes_exactly_once(tmp_path, served.catalog.expected)

@@ -1,6 +1,6 @@
 """The SQLite frontier: dedup, per-host leases, the exactly-once commit point, recovery."""
 
-from crawler.engine.frontier import SQLiteFrontier
+from crawler.engine.frontier import Counts, SQLiteFrontier
 
 
 def entries(host, paths, depth=0):
@@ -73,3 +73,20 @@ def test_shorter_path_lowers_the_depth_of_a_queued_url(tmp_path):
     assert (job.depth, job.referrer) == (1, "http://127.0.0.1/")
     f.add([("http://127.0.0.1/x", "127.0.0.1", 0, None)])  # leased: no longer changes
     assert f.db.execute("SELECT depth FROM urls").fetchone() == (1,)
+
+
+def test_releasing_a_job_that_is_no_longer_leased_leaves_the_counts_alone(tmp_path):
+    """Issue 11 #9: release changes no row for a URL already done (or released twice),
+    so the in-memory counts and per-host queue sizes must not move either."""
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    f.add(entries("127.0.0.1", ["a", "b"]))
+    done, released = f.lease("127.0.0.1", 2)
+    f.complete([done.id], 10)
+    f.release([released])
+    f.release([done, released])  # neither is leased any more: nothing changes
+    assert f.counts() == Counts(queued=1, leased=0, done=1)
+    assert f.hosts() == {"127.0.0.1": 1}
+    f.close()
+    g = SQLiteFrontier(tmp_path / "f.sqlite")  # the database agrees
+    assert g.counts() == Counts(queued=1, leased=0, done=1)
+    assert g.hosts() == {"127.0.0.1": 1}

@@ -3,20 +3,8 @@ waiting host block a ready one."""
 
 import threading
 
-from crawler.messages import FetchJob
 from crawler.engine.hosts import HostScheduler
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-def jobs(host, n, start=0):
-    return [FetchJob(id=start + i, url=f"http://{host}/{i}", host=host, depth=0) for i in range(n)]
+from tests.helpers import Clock, jobs
 
 
 def test_no_more_than_per_host_concurrency_start():
@@ -93,3 +81,14 @@ def test_requeue_after_close_is_refused_so_the_job_goes_back_to_the_frontier():
     assert s.requeue(job) is True
     s.close()
     assert s.requeue(job) is False
+
+
+def test_acquire_while_stopping_for_a_host_without_a_slot_returns_none():
+    """Issue 11 #5: a sitemap request for a host the scheduler has never seen, asked
+    for once the crawl is stopping, gets None (and leaves nothing behind), not KeyError."""
+    s = HostScheduler(1, 0.0)
+    s.close()
+    stop = threading.Event()
+    stop.set()
+    assert s.acquire("never-seen", stop) is None
+    assert s.try_next() == (None, None)

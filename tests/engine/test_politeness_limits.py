@@ -6,15 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
-from crawler.messages import FetchJob
 from crawler.engine.hosts import HostScheduler
 from crawler.demo.shop.server import Response, Site, SiteServer
-from tests.conftest import assert_starts_apart, run_cli
-
+from tests.helpers import Clock, assert_starts_apart, job, run_cli, write_seeds
 
 
 def crawl(tmp_path, server: SiteServer, seeds: list[str], settings: str, timeout: float = 60):
-    (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
+    write_seeds(tmp_path, seeds)
     (tmp_path / "settings.toml").write_text(settings)
     run = run_cli("crawl", "-s", "seeds.txt", "-o", "out.jsonl", "-q", cwd=tmp_path, timeout=timeout,
                   output=tmp_path / "out.jsonl")
@@ -79,18 +77,6 @@ workers = 1
 
 
 # -- the scheduler, with a fake clock ---------------------------------------------------------
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-def job(host: str, i: int) -> FetchJob:
-    return FetchJob(id=i, url=f"http://{host}/{i}", host=host, depth=0)
 
 
 def test_a_redirect_hop_to_another_host_takes_a_slot_there_and_frees_its_own():

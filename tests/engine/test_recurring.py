@@ -5,17 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from datetime import datetime
 
-import orjson
-
 from crawler.demo.shop.server import Response, Site
-from tests.conftest import REPO
+from tests.helpers import launch, read_records, run_cli, wait_until
 
 RULES = '[[parse.rules]]\nname = "t"\ncallable = "tests.counting_rule:parse"\n'
 SETTINGS = "[crawl]\nmax_depth = -1\n[fetch]\nper_host_delay = 0\nper_host_concurrency = 4\nconcurrency = 8\n" + RULES
@@ -72,28 +68,19 @@ def serve_shop(serve, shop):
     return serve(site, ["127.0.0.1"])
 
 
+def parse_log(tmp_path) -> dict[str, str]:
+    """counting_rule logs every page it parses to this file."""
+    return {"CRAWLER_TEST_PARSE_LOG": str(tmp_path / "parsed.log")}
+
+
 def start(tmp_path, server, *args, settings=SETTINGS):
     (tmp_path / "settings.toml").write_text(settings)
-    env = dict(os.environ, PYTHONPATH=str(REPO), CRAWLER_TEST_PARSE_LOG=str(tmp_path / "parsed.log"))
-    return subprocess.Popen([sys.executable, "-m", "crawler", "schedule", server.url("127.0.0.1", "/"),
-                             "-o", "out.jsonl", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return launch(tmp_path, "schedule", server.url("127.0.0.1", "/"), "-o", "out.jsonl", *args,
+                  env=parse_log(tmp_path), start_new_session=True)
 
 
 def records(path):
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    return [orjson.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
-
-
-def wait_until(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
+    return read_records(path, growing=True)  # the scheduler may be writing it
 
 
 def runs_of(path):
@@ -218,11 +205,9 @@ def test_output_path_placeholders_give_one_file_per_run(serve, tmp_path):
     shop = VersionedShop(5, pad=100)
     server = serve_shop(serve, shop)
     (tmp_path / "settings.toml").write_text(SETTINGS)
-    env = dict(os.environ, PYTHONPATH=str(REPO), CRAWLER_TEST_PARSE_LOG=str(tmp_path / "parsed.log"))
-    proc = subprocess.run([sys.executable, "-m", "crawler", "schedule", server.url("127.0.0.1", "/"),
-                           "-o", "runs/{crawl_id}.jsonl", "--every", "1s", "--runs", "2"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    run = run_cli("schedule", server.url("127.0.0.1", "/"), "-o", "runs/{crawl_id}.jsonl", "--every", "1s",
+                  "--runs", "2", cwd=tmp_path, env=parse_log(tmp_path), timeout=60)
+    assert run.code == 0, run.stderr
     files = sorted((tmp_path / "runs").glob("*.jsonl"))
     assert len(files) == 2
     for f in files:
@@ -231,17 +216,13 @@ def test_output_path_placeholders_give_one_file_per_run(serve, tmp_path):
 
 
 def test_print_cron_and_systemd_run_the_equivalent_crawl(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    cron = subprocess.run([sys.executable, "-m", "crawler", "schedule", "--every", "6h", "-o", "x.jsonl",
-                           "--print-cron", "http://127.0.0.1:9/"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
-    assert cron.returncode == 0
+    cron = run_cli("schedule", "--every", "6h", "-o", "x.jsonl", "--print-cron", "http://127.0.0.1:9/",
+                   cwd=tmp_path)
+    assert cron.code == 0
     assert cron.stdout.startswith("0 */6 * * * cd ")
     assert "crawl --recrawl -o x.jsonl http://127.0.0.1:9/" in cron.stdout
-    unit = subprocess.run([sys.executable, "-m", "crawler", "schedule", "--cron", "30 2 * * *",
-                           "--print-systemd", "http://127.0.0.1:9/"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
-    assert unit.returncode == 0
+    unit = run_cli("schedule", "--cron", "30 2 * * *", "--print-systemd", "http://127.0.0.1:9/", cwd=tmp_path)
+    assert unit.code == 0
     assert "OnCalendar=*-*-* 2:30:00" in unit.stdout and "crawl --recrawl" in unit.stdout
 
 

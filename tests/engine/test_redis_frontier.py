@@ -16,7 +16,7 @@ def frontier(url: str, worker: str, **overrides) -> RedisFrontier:
                                     "fetch.per_host_delay": 0, "fetch.per_host_concurrency": 2,
                                     "state.lease_timeout": 30, **overrides})
     f = RedisFrontier(connect(url), url, "t", worker, settings=settings)
-    f.open("scope", fresh=False)
+    f.open("scope")
     f.recover()
     return f
 

@@ -2,71 +2,47 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
+from contextlib import contextmanager
 
-import orjson
 import psutil
 
-from crawler.demo.shop.server import Response, Site
-from tests.conftest import REPO
+# descendants, slow_site and wait_for_records are imported from here by other test modules too
+from tests.helpers import (descendants, finish, launch, one_error_line, read_records, slow_site,
+                           wait_for_records)
 
 SLOW = "[fetch]\nper_host_delay = 0\nconcurrency = 4\nper_host_concurrency = 4\n[crawl]\nmax_depth = -1\n"
 
 
-def slow_site(serve, pages=400, delay=0.05):
-    """A chain of pages, each answering after `delay` seconds: a crawl that takes a while."""
-    site = Site()
-    for i in range(pages):
-        links = "".join(f'<a href="/p/{j}">{j}</a>' for j in range(i + 1, min(i + 4, pages)))
-        site.add("127.0.0.1", f"/p/{i}", Response.html(f"<html><title>{i}</title>{links}</html>").__class__(
-            200, f"<html><title>{i}</title>{links}</html>".encode(), (("Content-Type", "text/html"),), delay))
-    return serve(site, ["127.0.0.1"])
-
-
 def start_crawl(tmp_path, server, *extra):
     (tmp_path / "settings.toml").write_text(SLOW)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "crawler", "crawl", server.url("127.0.0.1", "/p/0"),
-                             "-o", "out.jsonl", "-q", *extra], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return launch(tmp_path, "crawl", server.url("127.0.0.1", "/p/0"), "-o", "out.jsonl", "-q", *extra)
 
 
-def wait_for_records(path, n, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {n} records after {timeout}s")
-
-
-def descendants(pid):
+@contextmanager
+def crawl_under_way(tmp_path, server, *extra, records=1):
+    """A crawl running in the background with ``records`` written; killed on the way out
+    if it is still running."""
+    proc = start_crawl(tmp_path, server, *extra)
     try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
+        wait_for_records(tmp_path / "out.jsonl", records)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 def test_second_crawl_on_a_locked_output_exits_2(serve, tmp_path):
     server = slow_site(serve)
-    first = start_crawl(tmp_path, server)
-    try:
-        wait_for_records(tmp_path / "out.jsonl", 1)
-        second = start_crawl(tmp_path, server, "--state", "other.state")
-        _, err = second.communicate(timeout=60)
-        assert second.returncode == 2
+    with crawl_under_way(tmp_path, server):
+        code, err = finish(start_crawl(tmp_path, server, "--state", "other.state"), timeout=60)
+        assert code == 2
         assert "locked by another running crawl" in err
-        third = start_crawl(tmp_path, server)  # same output, same (default) state
-        _, err = third.communicate(timeout=60)
-        assert third.returncode == 2
+        code, err = finish(start_crawl(tmp_path, server), timeout=60)  # same output, same (default) state
+        assert code == 2
         assert "in use by another running crawl" in err
-    finally:
-        first.kill()
-        first.wait()
 
 
 def test_ctrl_c_drains_exits_130_and_leaves_no_process(serve, tmp_path):
@@ -80,10 +56,8 @@ def test_ctrl_c_drains_exits_130_and_leaves_no_process(serve, tmp_path):
     assert proc.returncode == 130
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
-    data = (tmp_path / "out.jsonl").read_bytes()
-    assert data.endswith(b"\n")
-    records = [orjson.loads(line) for line in data.splitlines()]
-    assert len(records) < 400 and len({r["url"] for r in records}) == len(records)
+    records = read_records(tmp_path / "out.jsonl")  # ends with a whole line, each one JSON
+    assert 5 <= len(records) < 400 and len({r["url"] for r in records}) == len(records)
 
 
 def test_crawl_that_finishes_leaves_no_process(serve, tmp_path):
@@ -123,6 +97,48 @@ def test_second_ctrl_c_exits_at_once_and_resume_loses_nothing(serve, tmp_path):
     resumed = start_crawl(tmp_path, server)
     _, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
-    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
-    urls = [r["url"] for r in records]
+    urls = [r["url"] for r in read_records(tmp_path / "out.jsonl")]
     assert len(urls) == len(set(urls)) == 200
+
+
+def test_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
+    """Issue 11 #1: `--fresh` against a crawl that is running on the same output and state
+    is refused before it deletes the state or empties the output; the first crawl then
+    finishes with every page exactly once, and a resume finds nothing left to do."""
+    server = slow_site(serve, pages=150, delay=0.02)
+    out = tmp_path / "out.jsonl"
+    with crawl_under_way(tmp_path, server, records=20) as first:
+        before = out.read_bytes()
+        code, err = finish(start_crawl(tmp_path, server, "--fresh"), timeout=60)
+        assert code == 2, err
+        assert "in use by another running crawl" in one_error_line(err)
+        assert out.read_bytes()[:len(before)] == before  # nothing emptied or rewritten
+        assert (tmp_path / "out.jsonl.state" / "frontier.sqlite").exists()
+        code, err = finish(first, timeout=120)
+        assert code == 0, err
+    expected = {server.url("127.0.0.1", f"/p/{i}") for i in range(150)}
+    urls = [r["url"] for r in read_records(out)]
+    assert sorted(urls) == sorted(expected)  # each page exactly once
+    code, err = finish(start_crawl(tmp_path, server))
+    assert code == 0, err
+    assert [r["url"] for r in read_records(out)] == urls  # the resume had nothing to redo
+
+
+def test_fresh_on_an_output_another_state_is_writing_exits_2_and_empties_nothing(serve, tmp_path):
+    """The output's own lock: a --fresh crawl with another state directory must not empty
+    the file a running crawl writes (nor delete its own state) before being refused."""
+    server = slow_site(serve, pages=150, delay=0.02)
+    out = tmp_path / "out.jsonl"
+    (tmp_path / "other.state").mkdir()
+    (tmp_path / "other.state" / "keep.txt").write_text("left alone")
+    with crawl_under_way(tmp_path, server, "--state", "mine.state", records=20) as first:
+        before = out.read_bytes()
+        code, err = finish(start_crawl(tmp_path, server, "--state", "other.state", "--fresh"), timeout=60)
+        assert code == 2, err
+        line = one_error_line(err)
+        assert f"output {out.name}" in line and "locked by another running crawl" in line
+        assert out.read_bytes()[:len(before)] == before
+        assert (tmp_path / "other.state" / "keep.txt").read_text() == "left alone"
+        code, err = finish(first, timeout=120)
+        assert code == 0, err
+    assert len(read_records(out)) == 150

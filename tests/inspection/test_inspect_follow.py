@@ -6,11 +6,12 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 
 import orjson
 from fixtures.inspect_records import REPO, failed, lines_of, record, write_jsonl
+
+from tests.helpers import launch
 
 
 class Lines:
@@ -35,11 +36,7 @@ class Lines:
 
 
 def follow(path, *options: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crawler", "inspect", str(path), "--follow", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    return launch(REPO, "inspect", str(path), "--follow", *options, text=False)
 
 
 def url_of(line: bytes) -> str:

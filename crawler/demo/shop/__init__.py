@@ -3,9 +3,10 @@
 - catalog.py: the generated product catalog (``build_catalog``) and what a crawl of it must record;
 - responses.py: what is served (``Response``, ``Site``, misbehaviours ``RESET``, ``HANG``, ``Drip``);
 - server.py: how it is served (``SiteServer``, raw asyncio, counts hits and in-flight peaks);
+- connection.py: one client connection of that server (request parsing, answering in order, ``Stats``);
 - __main__.py: ``python -m crawler.demo.shop`` serves the bench catalog in its own process.
 
-Used by the tests, `crawler demo` and bench/. Everything binds 127.0.0.0/8 only; different
+Used by the tests, `crawler demo` and bench/. Everything binds 127.0.0.0/8 (or ``::1``) only; different
 "hosts" are different loopback addresses on one port.
 
     site = Site()

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from crawler.engine.shared.redis_frontier import WORKER_ID, RedisFrontier, connect, crawl_prefix
+from crawler.engine.state import start_over
 from crawler.errors import StateError, UsageError
 
 MARKER = "shared-crawl.json"  # in the worker's state directory: which crawl its shard belongs to
@@ -54,9 +55,12 @@ def scope_fingerprint(settings) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def join(settings, *, output: str, worker: str, state_dir: Path, fresh: bool) -> tuple[RedisFrontier, bool]:
+def join(settings, *, output: str, worker: str, state_dir: Path, shard: Path,
+         fresh: bool) -> tuple[RedisFrontier, bool]:
     """Connect, check, and open the crawl (created if it is not in Redis yet). Returns the
-    frontier and whether this worker created the crawl. Call with the state lock held."""
+    frontier and whether this worker created the crawl. Call with the state lock held.
+    With ``fresh``, nothing is deleted (keys, state, shard) unless every check passed:
+    no live lease anywhere, and the shard not locked by a running crawl."""
     url = settings.state.redis_url
     name = crawl_name(settings, output)
     client = connect(url)
@@ -67,7 +71,11 @@ def join(settings, *, output: str, worker: str, state_dir: Path, fresh: bool) ->
         raise StateError(f"Redis at {url} has no crawl {crawl_prefix(name)}* although this worker's shard "
                          f"belongs to crawl {known['crawl_id']} there: did Redis lose its data (no AOF)? "
                          "Nothing was changed; use --fresh to start a new crawl")
-    created = frontier.open(scope_fingerprint(settings), fresh)
+    if fresh:
+        frontier.check_idle()
+        start_over(state_dir, shard)
+        frontier.clear()
+    created = frontier.open(scope_fingerprint(settings))
     marker.write_bytes(orjson.dumps({"redis_url": url, "prefix": frontier.prefix,
                                      "crawl_id": frontier.get_meta("crawl_id")}))
     return frontier, created

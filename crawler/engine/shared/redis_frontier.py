@@ -131,10 +131,8 @@ class RedisFrontier:
             raise AbortError(f"lost Redis at {self.url} (gave up after retrying): {exc}") from None
 
     # -- opening a crawl ----------------------------------------------------------------------
-    def open(self, scope: str, fresh: bool) -> bool:
+    def open(self, scope: str) -> bool:
         """Join the crawl, creating it if it is not there yet; True if this call created it."""
-        if fresh:
-            self.clear()
         created, meta = self.call("init", SCHEMA, new_crawl_id(), utc_now_iso(), scope)
         meta = {k.decode(): v.decode() for k, v in zip(meta[::2], meta[1::2])}
         if meta.get("schema") != SCHEMA:
@@ -146,11 +144,14 @@ class RedisFrontier:
         self.run_number = int(meta["run_number"])
         return bool(created)
 
-    def clear(self) -> None:
-        """--fresh: delete the crawl's keys, unless a worker holds a lease."""
+    def check_idle(self) -> None:
+        """For --fresh: StateError while any worker holds a live lease."""
         if self.client.zcount(self.prefix + "deadlines", f"({self._now_ms()}", "+inf"):
             raise StateError(f"Redis at {self.url}: workers of {self.prefix}* still hold leases; stop them "
                              f"(or wait {self.lease_ms / 1000:g}s) before --fresh")
+
+    def clear(self) -> None:
+        """--fresh: delete the crawl's keys (after ``check_idle``)."""
         keys = list(self.client.scan_iter(match=self.prefix.replace("{", "\\{").replace("}", "\\}") + "*",
                                           count=1000))
         for i in range(0, len(keys), 500):
