@@ -123,7 +123,8 @@ class RedisFrontier:
             text = str(exc)
             code = text.split(" ", 1)[0]
             if code in ("FENCED", "LOST"):
-                raise LeaseLost(f"Redis at {self.url}: {text.split(' ', 1)[1]}") from None
+                raise LeaseLost(f"worker {self.worker} lost its leases ({text.split(' ', 1)[1]}); "
+                                "restart it to resume") from None
             if code == "CRAWLLOST":
                 raise AbortError(f"Redis at {self.url}: {text.split(' ', 1)[1]}") from None
             raise AbortError(f"Redis at {self.url}: {text}") from None
