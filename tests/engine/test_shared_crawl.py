@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ import orjson
 import redis
 
 from crawler.demo.shop.server import Response, Site, SiteServer
-from tests.conftest import REPO, assert_starts_apart, run_cli
+from tests.helpers import assert_starts_apart, finish, launch, run_cli, wait_for_records
 
 FAST = """
 [crawl]
@@ -47,18 +46,13 @@ def setup(tmp_path: Path, redis_url: str, seeds, rules: str = "", *, delay=0, le
 
 
 def worker(tmp_path: Path, wid: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crawler", "crawl", "-s", "seeds.txt", "-o", "out.jsonl", "--worker-id", wid,
-         "-q", *extra], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    """One worker, in a session of its own (so a test can kill it with its children)."""
+    return launch(tmp_path, "crawl", "-s", "seeds.txt", "-o", "out.jsonl", "--worker-id", wid, "-q", *extra,
+                  start_new_session=True)
 
 
-def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
-    out = []
-    for proc in procs:
-        _, err = proc.communicate(timeout=timeout)
-        out.append((proc.returncode, err))
-    return out
+def finish_all(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
+    return [finish(proc, timeout) for proc in procs]
 
 
 def shard_records(tmp_path: Path) -> dict[str, list[dict]]:
@@ -80,20 +74,11 @@ def assert_exactly_once(tmp_path: Path, catalog) -> list[dict]:
     return records
 
 
-def wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path.name} did not reach {n} lines")
-
-
 def test_three_workers_crawl_four_hosts_exactly_once(shop, redis_server, tmp_path):
     served = shop(1000, hosts=4)
     catalog = served.catalog
     setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml)
-    results = finish([worker(tmp_path, f"w{i}") for i in range(3)])
+    results = finish_all([worker(tmp_path, f"w{i}") for i in range(3)])
     assert [code for code, _ in results] == [0, 0, 0], results
     records = assert_exactly_once(tmp_path, catalog)
     assert len(records) == 4000
@@ -137,7 +122,7 @@ def test_politeness_holds_across_three_workers_at_the_server(redis_server, tmp_p
         settings = (tmp_path / "settings.toml").read_text().replace("per_host_concurrency = 4",
                                                                      "per_host_concurrency = 2")
         (tmp_path / "settings.toml").write_text(settings)
-        results = finish([worker(tmp_path, f"w{i}") for i in range(3)])
+        results = finish_all([worker(tmp_path, f"w{i}") for i in range(3)])
         assert [code for code, _ in results] == [0, 0, 0], results
         records = [r for shard in shard_records(tmp_path).values() for r in shard]
         assert len(records) == 30 and all(r["error"] is None for r in records)
@@ -154,15 +139,15 @@ def test_a_killed_worker_loses_nothing(shop, redis_server, tmp_path):
     catalog = served.catalog
     setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml, delay=0.01, lease=3)
     procs = [worker(tmp_path, f"w{i}") for i in range(3)]
-    wait_for_lines(tmp_path / "out-w1.jsonl", 50)
+    wait_for_records(tmp_path / "out-w1.jsonl", 50)
     os.killpg(procs[1].pid, signal.SIGKILL)  # the worker, its writer and its parsers
     procs[1].wait()
     killed_at = time.monotonic()
-    results = finish([procs[0], procs[2]])
+    results = finish_all([procs[0], procs[2]])
     assert [code for code, _ in results] == [0, 0], results
     # the others took over its leases (after lease_timeout = 3 s) and finished the crawl
     assert time.monotonic() - killed_at < 60
-    restarted = finish([worker(tmp_path, "w1")])
+    restarted = finish_all([worker(tmp_path, "w1")])
     assert restarted[0][0] == 0, restarted
     assert_exactly_once(tmp_path, catalog)
 
@@ -172,11 +157,11 @@ def test_a_killed_redis_restarted_on_its_aof_loses_nothing(shop, redis_server, t
     catalog = served.catalog
     setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml, delay=0.01)
     procs = [worker(tmp_path, f"w{i}") for i in range(3)]
-    wait_for_lines(tmp_path / "out-w0.jsonl", 100)
+    wait_for_records(tmp_path / "out-w0.jsonl", 100)
     redis_server.kill()
     time.sleep(3)
     redis_server.start()  # same port, same directory: it loads its AOF
-    results = finish(procs)
+    results = finish_all(procs)
     assert [code for code, _ in results] == [0, 0, 0], results
     assert_exactly_once(tmp_path, catalog)
 
@@ -184,7 +169,7 @@ def test_a_killed_redis_restarted_on_its_aof_loses_nothing(shop, redis_server, t
 def test_max_pages_holds_for_the_whole_crawl(shop, redis_server, tmp_path):
     served = shop(300, hosts=3)
     setup(tmp_path, redis_server.url, served.catalog.seeds, served.catalog.rules_toml)
-    results = finish([worker(tmp_path, f"w{i}", "--max-pages", "57") for i in range(2)])
+    results = finish_all([worker(tmp_path, f"w{i}", "--max-pages", "57") for i in range(2)])
     assert [code for code, _ in results] == [0, 0], results
     records = [r for shard in shard_records(tmp_path).values() for r in shard]
     assert len(records) == 57 and len({r["url"] for r in records}) == 57
@@ -197,37 +182,36 @@ def test_bad_redis_settings_give_one_line_and_touch_nothing(shop, redis_server, 
     shard.write_bytes(b'{"kept": 1}\n')
     settings = (tmp_path / "settings.toml").read_text()
 
-    def attempt(text: str) -> subprocess.CompletedProcess:
+    def attempt(text: str):
         (tmp_path / "settings.toml").write_text(text)
-        return subprocess.run([sys.executable, "-m", "crawler", "crawl", "-s", "seeds.txt", "-o", "out.jsonl",
-                               "--worker-id", "w1", "-q"], cwd=tmp_path, capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+        return run_cli("crawl", "-s", "seeds.txt", "-o", "out.jsonl", "--worker-id", "w1", "-q", cwd=tmp_path,
+                       timeout=60)
 
     bad = attempt(settings.replace(redis_server.url, "http://127.0.0.1:6379/0"))
-    assert bad.returncode == 2 and "redis_url" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    assert bad.code == 2 and "redis_url" in bad.stderr and len(bad.stderr.splitlines()) == 1
     bad = attempt(settings.replace(redis_server.url, "redis://127.0.0.1:notaport/0"))
-    assert bad.returncode == 2 and "redis_url" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    assert bad.code == 2 and "redis_url" in bad.stderr and len(bad.stderr.splitlines()) == 1
     nobody = f"redis://127.0.0.1:{_closed_port()}/0"
     unreachable = attempt(settings.replace(redis_server.url, nobody))
-    assert unreachable.returncode == 1 and nobody in unreachable.stderr
+    assert unreachable.code == 1 and nobody in unreachable.stderr
     assert len(unreachable.stderr.splitlines()) == 1
     assert shard.read_bytes() == b'{"kept": 1}\n'
     assert served.server.hits() == 0
 
     # Another crawl's keys under the same name: refused, nothing changed there or here.
     other = attempt(settings.replace("max_depth = -1", "max_depth = 3"))
-    assert other.returncode == 0, other.stderr  # creates crawl "out" with max_depth 3
+    assert other.code == 0, other.stderr  # creates crawl "out" with max_depth 3
     client = redis.Redis.from_url(redis_server.url)
     keys = sorted(client.keys("*"))
     shard.write_bytes(b'{"kept": 2}\n')
     again = attempt(settings)
-    assert again.returncode == 2 and "another crawl" in again.stderr, again.stderr
+    assert again.code == 2 and "another crawl" in again.stderr, again.stderr
     assert sorted(client.keys("*")) == keys and shard.read_bytes() == b'{"kept": 2}\n'
 
     # A Redis that lost its data: the worker stops instead of starting a new crawl.
     client.flushall()
     lost = attempt(settings.replace("max_depth = -1", "max_depth = 3"))
-    assert lost.returncode == 2 and "lose its data" in lost.stderr, lost.stderr
+    assert lost.code == 2 and "lose its data" in lost.stderr, lost.stderr
     assert client.keys("*") == [] and shard.read_bytes() == b'{"kept": 2}\n'
 
 
@@ -246,10 +230,10 @@ def test_fresh_is_refused_while_a_worker_holds_leases(redis_server, tmp_path):
     with SiteServer(site, ["127.0.0.1"]) as server:
         setup(tmp_path, redis_server.url, [server.url("127.0.0.1", "/")])
         running = worker(tmp_path, "w0")
-        wait_for_lines(tmp_path / "out-w0.jsonl", 3)
-        refused = finish([worker(tmp_path, "w1", "--fresh")])[0]
+        wait_for_records(tmp_path / "out-w0.jsonl", 3)
+        refused = finish_all([worker(tmp_path, "w1", "--fresh")])[0]
         assert refused[0] == 2 and "hold leases" in refused[1], refused
-        assert finish([running])[0][0] == 0
+        assert finish_all([running])[0][0] == 0
         records = shard_records(tmp_path)["out-w0.jsonl"]
         assert len(records) == 41 and len({r["url"] for r in records}) == 41
 
@@ -262,11 +246,11 @@ def test_a_frozen_worker_that_lost_its_leases_keeps_no_duplicate(shop, redis_ser
     catalog = served.catalog
     setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml, delay=0.01, lease=2)
     procs = [worker(tmp_path, f"w{i}") for i in range(3)]
-    wait_for_lines(tmp_path / "out-w1.jsonl", 50)
+    wait_for_records(tmp_path / "out-w1.jsonl", 50)
     os.killpg(procs[1].pid, signal.SIGSTOP)
     time.sleep(5)  # > lease_timeout: the others reclaim its leases
     os.killpg(procs[1].pid, signal.SIGCONT)
-    results = finish(procs)
+    results = finish_all(procs)
     assert results[1][0] == 1 and "lost" in results[1][1], results[1]
     assert [results[0][0], results[2][0]] == [0, 0], results
     assert_exactly_once(tmp_path, catalog)
@@ -276,10 +260,10 @@ def test_recrawl_starts_one_new_run_over_the_shared_frontier(shop, redis_server,
     served = shop(60, hosts=2)
     catalog = served.catalog
     setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml)
-    assert [c for c, _ in finish([worker(tmp_path, f"w{i}") for i in range(2)])] == [0, 0]
+    assert [c for c, _ in finish_all([worker(tmp_path, f"w{i}") for i in range(2)])] == [0, 0]
     first = {r["url"]: r for s in shard_records(tmp_path).values() for r in s}
     assert set(first) == set(catalog.expected)
-    results = finish([worker(tmp_path, f"w{i}", "--recrawl") for i in range(2)])
+    results = finish_all([worker(tmp_path, f"w{i}", "--recrawl") for i in range(2)])
     assert [c for c, _ in results] == [0, 0], results
     records = [r for s in shard_records(tmp_path).values() for r in s]
     second = [r for r in records if r["crawl_id"] != first[r["url"]]["crawl_id"]]
