@@ -110,10 +110,10 @@ def test_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
     with crawl_under_way(tmp_path, server, records=20) as first:
         before = out.read_bytes()
         code, err = finish(start_crawl(tmp_path, server, "--fresh"), timeout=60)
-        assert code == 2, err
-        assert "in use by another running crawl" in one_error_line(err)
         assert out.read_bytes()[:len(before)] == before  # nothing emptied or rewritten
         assert (tmp_path / "out.jsonl.state" / "frontier.sqlite").exists()
+        assert code == 2, err
+        assert "in use by another running crawl" in one_error_line(err)
         code, err = finish(first, timeout=120)
         assert code == 0, err
     expected = {server.url("127.0.0.1", f"/p/{i}") for i in range(150)}
@@ -134,11 +134,31 @@ def test_fresh_on_an_output_another_state_is_writing_exits_2_and_empties_nothing
     with crawl_under_way(tmp_path, server, "--state", "mine.state", records=20) as first:
         before = out.read_bytes()
         code, err = finish(start_crawl(tmp_path, server, "--state", "other.state", "--fresh"), timeout=60)
+        assert out.read_bytes()[:len(before)] == before
+        assert (tmp_path / "other.state" / "keep.txt").read_text() == "left alone"
         assert code == 2, err
         line = one_error_line(err)
         assert f"output {out.name}" in line and "locked by another running crawl" in line
-        assert out.read_bytes()[:len(before)] == before
-        assert (tmp_path / "other.state" / "keep.txt").read_text() == "left alone"
         code, err = finish(first, timeout=120)
         assert code == 0, err
     assert len(read_records(out)) == 150
+
+
+def test_schedule_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
+    """`crawler schedule --fresh` starts over under the crawl's lock too: against a crawl
+    running on the same state it is refused before deleting or emptying anything."""
+    server = slow_site(serve, pages=150, delay=0.02)
+    out = tmp_path / "out.jsonl"
+    with crawl_under_way(tmp_path, server, records=20) as first:
+        before = out.read_bytes()
+        schedule = launch(tmp_path, "schedule", server.url("127.0.0.1", "/p/0"), "-o", "out.jsonl",
+                          "--every", "1h", "--runs", "1", "--fresh")
+        code, err = finish(schedule, timeout=60)
+        assert out.read_bytes()[:len(before)] == before  # nothing emptied or rewritten
+        assert (tmp_path / "out.jsonl.state" / "frontier.sqlite").exists()
+        assert code == 2, err
+        assert "in use by another running crawl" in one_error_line(err)
+        code, err = finish(first, timeout=120)
+        assert code == 0, err
+    assert sorted(r["url"] for r in read_records(out)) == sorted(
+        server.url("127.0.0.1", f"/p/{i}") for i in range(150))
