@@ -4,7 +4,8 @@ conftest.py and are built on these.
 
 - ``Clock``: a fake monotonic clock that a test moves by hand (``clock.now += 0.5``);
 - ``job`` / ``jobs``: FetchJobs for one host, for the scheduler and the fetch policy;
-- ``read_records`` / ``count_lines`` / ``write_seeds``: a crawl's JSON lines and its seeds file;
+- ``read_records`` / ``records_by_url`` / ``count_lines`` / ``write_seeds``: a crawl's JSON lines
+  and its seeds file;
 - ``launch`` / ``run_cli`` / ``finish``: the real ``python -m crawler`` in a child process;
 - ``one_error_line``: the single line a refused or aborted command prints;
 - ``descendants``: a crawl's child processes (parsers, writer);
@@ -68,6 +69,13 @@ def read_records(path: Path, *, growing: bool = False) -> list[dict]:
         data = data[:data.rfind(b"\n") + 1]
     assert not data or data.endswith(b"\n"), "output must end with a whole line"
     return [orjson.loads(line) for line in data.splitlines()]
+
+
+def records_by_url(records: list[dict]) -> dict[str, dict]:
+    """The records keyed by URL; each URL must have exactly one record."""
+    by_url = {r["url"]: r for r in records}
+    assert len(by_url) == len(records), "a URL has more than one record"
+    return by_url
 
 
 def count_lines(path: Path) -> int:

@@ -57,7 +57,8 @@ class StateLock:
 
     def __init__(self, state_dir: Path, name: str = "lock", busy: str | None = None):
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.fd = _open_locked(state_dir / name, busy or f"state {state_dir} is in use by another running crawl")
+        busy = busy or f"state {state_dir} is in use by another running crawl"
+        self.fd = _open_locked(state_dir / name, busy)
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())
 

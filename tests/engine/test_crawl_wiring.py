@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
 from crawler.demo.shop.server import Response, Site
+from tests.helpers import records_by_url
 
 FAST = "[crawl]\nmax_depth = -1\n[fetch]\nper_host_delay = 0\nper_host_concurrency = 2\nconcurrency = 4\n"
 
@@ -49,7 +49,7 @@ def test_a_redirect_target_that_is_also_linked_is_fetched_once(serve, cli):
     run = cli("crawl", server.url("127.0.0.1", "/"), "-o", "out.jsonl", "-q", settings=FAST)
     assert run.code == 0, run.stderr
     assert server.hits("127.0.0.1", "/new") == 1
-    by_url = {r["url"]: r for r in run.records}
+    by_url = records_by_url(run.records)
     old, new = server.url("127.0.0.1", "/old"), server.url("127.0.0.1", "/new")
     assert old in by_url and by_url[old]["final_url"] == new
     assert len(run.records) == 23 - (new not in by_url)  # /new has its own record only if fetched directly

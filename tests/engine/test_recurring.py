@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from crawler.demo.shop.server import Response, Site
-from tests.helpers import launch, read_records, run_cli, wait_until
+from tests.helpers import launch, read_records, records_by_url, run_cli, wait_until
 
 RULES = '[[parse.rules]]\nname = "t"\ncallable = "tests.counting_rule:parse"\n'
 SETTINGS = "[crawl]\nmax_depth = -1\n[fetch]\nper_host_delay = 0\nper_host_concurrency = 4\nconcurrency = 8\n" + RULES
@@ -125,7 +125,7 @@ def test_three_runs_recrawl_conditionally_and_mark_what_changed(serve, tmp_path)
     changed_2 = {r["url"] for r in run2 if r["changed"] is True}
     assert changed_2 == {url(f"/p/{i}") for i in range(5)}
     assert sorted(parsed_2) == sorted(changed_2), "unchanged pages must not be parsed again"
-    by_url_2 = {r["url"]: r for r in run2}
+    by_url_2 = records_by_url(run2)
     assert by_url_2[url("/p/3")]["data"] == {"title": "page 3 v1", "price": "3.1"}
     assert by_url_2[url("/p/20")]["data"] == {"title": "page 20 v0", "price": "20.0"}
     assert by_url_2[url("/p/20")]["status"] == 304 and by_url_2[url("/p/20")]["changed"] is False

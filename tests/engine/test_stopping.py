@@ -101,24 +101,40 @@ def test_second_ctrl_c_exits_at_once_and_resume_loses_nothing(serve, tmp_path):
     assert len(urls) == len(set(urls)) == 200
 
 
+CHAIN = 150  # pages of the slow site for the --fresh tests
+
+
+def chain_urls(server) -> list[str]:
+    return sorted(server.url("127.0.0.1", f"/p/{i}") for i in range(CHAIN))
+
+
+def assert_fresh_refused(tmp_path, first, command: list[str], kept: str, message: str) -> None:
+    """While ``first`` runs, ``crawler COMMAND`` (a --fresh) exits 2 with one line saying
+    ``message``, and has changed nothing: the output still holds what it held, ``kept``
+    (a path in ``tmp_path``) is still there; then ``first`` finishes as if nothing had happened."""
+    out = tmp_path / "out.jsonl"
+    before = out.read_bytes()
+    code, err = finish(launch(tmp_path, *command), timeout=60)
+    assert out.read_bytes()[:len(before)] == before  # nothing emptied or rewritten
+    assert (tmp_path / kept).exists()
+    assert code == 2, err
+    assert message in one_error_line(err)
+    code, err = finish(first, timeout=120)
+    assert code == 0, err
+
+
 def test_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
     """Issue 11 #1: `--fresh` against a crawl that is running on the same output and state
     is refused before it deletes the state or empties the output; the first crawl then
     finishes with every page exactly once, and a resume finds nothing left to do."""
-    server = slow_site(serve, pages=150, delay=0.02)
+    server = slow_site(serve, pages=CHAIN, delay=0.02)
     out = tmp_path / "out.jsonl"
     with crawl_under_way(tmp_path, server, records=20) as first:
-        before = out.read_bytes()
-        code, err = finish(start_crawl(tmp_path, server, "--fresh"), timeout=60)
-        assert code == 2, err
-        assert "in use by another running crawl" in one_error_line(err)
-        assert out.read_bytes()[:len(before)] == before  # nothing emptied or rewritten
-        assert (tmp_path / "out.jsonl.state" / "frontier.sqlite").exists()
-        code, err = finish(first, timeout=120)
-        assert code == 0, err
-    expected = {server.url("127.0.0.1", f"/p/{i}") for i in range(150)}
+        assert_fresh_refused(tmp_path, first, ["crawl", server.url("127.0.0.1", "/p/0"), "-o", "out.jsonl",
+                                               "--fresh"],
+                             "out.jsonl.state/frontier.sqlite", "in use by another running crawl")
     urls = [r["url"] for r in read_records(out)]
-    assert sorted(urls) == sorted(expected)  # each page exactly once
+    assert sorted(urls) == chain_urls(server)  # each page exactly once
     code, err = finish(start_crawl(tmp_path, server))
     assert code == 0, err
     assert [r["url"] for r in read_records(out)] == urls  # the resume had nothing to redo
@@ -127,18 +143,22 @@ def test_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
 def test_fresh_on_an_output_another_state_is_writing_exits_2_and_empties_nothing(serve, tmp_path):
     """The output's own lock: a --fresh crawl with another state directory must not empty
     the file a running crawl writes (nor delete its own state) before being refused."""
-    server = slow_site(serve, pages=150, delay=0.02)
-    out = tmp_path / "out.jsonl"
+    server = slow_site(serve, pages=CHAIN, delay=0.02)
     (tmp_path / "other.state").mkdir()
     (tmp_path / "other.state" / "keep.txt").write_text("left alone")
     with crawl_under_way(tmp_path, server, "--state", "mine.state", records=20) as first:
-        before = out.read_bytes()
-        code, err = finish(start_crawl(tmp_path, server, "--state", "other.state", "--fresh"), timeout=60)
-        assert code == 2, err
-        line = one_error_line(err)
-        assert f"output {out.name}" in line and "locked by another running crawl" in line
-        assert out.read_bytes()[:len(before)] == before
-        assert (tmp_path / "other.state" / "keep.txt").read_text() == "left alone"
-        code, err = finish(first, timeout=120)
-        assert code == 0, err
-    assert len(read_records(out)) == 150
+        assert_fresh_refused(tmp_path, first, ["crawl", server.url("127.0.0.1", "/p/0"), "-o", "out.jsonl",
+                                               "--state", "other.state", "--fresh"],
+                             "other.state/keep.txt", "output out.jsonl is locked by another running crawl")
+    assert sorted(r["url"] for r in read_records(tmp_path / "out.jsonl")) == chain_urls(server)
+
+
+def test_schedule_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tmp_path):
+    """`crawler schedule --fresh` starts over under the crawl's lock too: against a crawl
+    running on the same state it is refused before deleting or emptying anything."""
+    server = slow_site(serve, pages=CHAIN, delay=0.02)
+    with crawl_under_way(tmp_path, server, records=20) as first:
+        assert_fresh_refused(tmp_path, first, ["schedule", server.url("127.0.0.1", "/p/0"), "-o", "out.jsonl",
+                                               "--every", "1h", "--runs", "1", "--fresh"],
+                             "out.jsonl.state/frontier.sqlite", "in use by another running crawl")
+    assert sorted(r["url"] for r in read_records(tmp_path / "out.jsonl")) == chain_urls(server)

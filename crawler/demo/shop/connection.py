@@ -21,7 +21,8 @@ import threading
 import time
 from collections import Counter
 
-from crawler.demo.shop.responses import BAD_REQUEST, HANG, RESET, SERVER_ERROR, Drip, Request, Response, Site, _Action
+from crawler.demo.shop.responses import (BAD_REQUEST, HANG, RESET, SERVER_ERROR, Drip, Request, Response,
+                                         Site, _Action)
 
 logger = logging.getLogger(__name__)
 

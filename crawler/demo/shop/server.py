@@ -4,11 +4,12 @@ Tests, the demo and the benchmark all crawl it, and on a 2-core machine it runs 
 crawler being measured, so it must cost as little CPU as possible: how a connection reads,
 parses and answers is in crawler/demo/shop/connection.py.
 
-What it serves is a `Site` (crawler/demo/shop/responses.py): static responses per (host, path) and
-dynamic handlers that can also misbehave on purpose (`RESET`, `HANG`, `Drip`, ``Response.delay``). Different hosts are different
-loopback addresses bound on one port (IPv4 127.0.0.0/8, or ``::1``). `SiteServer` counts what it saw (hits per host and path,
-the highest number of requests in flight per host, and a log of every request) so that tests can
-check politeness from the server's side.
+What it serves is a `Site` (crawler/demo/shop/responses.py): static responses per (host, path)
+and dynamic handlers that can also misbehave on purpose (`RESET`, `HANG`, `Drip`,
+``Response.delay``). Different hosts are different loopback addresses bound on one port
+(127.0.0.0/8, or ``::1``). `SiteServer` counts what it saw (hits per host and path, the highest
+number of requests in flight per host, and a log of every request) so that tests can check
+politeness from the server's side.
 
 ``python -m crawler.demo.shop --catalog bench`` (crawler/demo/shop/__main__.py) serves the
 benchmark catalog in its own process, so that its CPU is not counted against the crawler.
