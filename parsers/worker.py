@@ -17,7 +17,7 @@ from lxml import etree
 from crawler.messages import Page, ParseResult
 from crawler.procname import set_process_name
 from crawler.settings import Rule
-from crawler.urls import Scope, host_of
+from crawler.urls import Scope
 from parsers.decode import decode
 from parsers.extract import RuleSet
 from parsers.links import extract_links, meta_robots
@@ -57,15 +57,17 @@ class WorkerState:
     # work, so it may forget: it is cleared when full, which bounds its memory.
     REPORTED_MAX = 100_000
 
-    def new_links(self, links: list[str]) -> list[tuple[str, str]]:
+    def new_links(self, links: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The (URL, host) pairs of ``links`` in scope and not sent before."""
         allows, reported = self.scope.allows, self.reported
         out = []
         for link in links:
-            if link in reported:
+            url = link[0]
+            if url in reported:
                 continue
-            if allows(link):
-                out.append((link, host_of(link)))
-            reported.add(link)
+            if allows(url, link[1]):
+                out.append(link)
+            reported.add(url)
         if len(reported) > self.REPORTED_MAX:
             reported.clear()
         return out
