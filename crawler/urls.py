@@ -64,11 +64,11 @@ def resolve(href: str, base: str | None = None) -> str | None:
     return None
 
 
-def canonicalize(url: str) -> str:
-    """``resolve(url)`` for an absolute URL, raising ``BadURL`` (with the reason) instead of None."""
-    found = resolve(url)
+def canonicalize(url: str, base: str | None = None) -> str:
+    """``resolve(url, base)``, raising ``BadURL`` (with the reason) instead of giving None."""
+    found = resolve(url, base)
     if found is None:
-        raise BadURL(_why_not(url))
+        raise BadURL(_why_not(url, base))
     return found
 
 
@@ -156,9 +156,9 @@ def _absolute(url: str | None) -> Resolved | None:
     return found
 
 
-def _why_not(url: str) -> str:
+def _why_not(url: str, base: str | None) -> str:
     shown = repr(url[:200])
-    if _join(None, url) is None:
+    if _join(base, url) is None:
         scheme = url.strip(_C0_SPACE).partition(":")[0].lower()
         if scheme in FOLLOWED_SCHEMES:
             return f"unparseable URL (bad host, port or syntax): {shown}"
@@ -169,6 +169,14 @@ def _why_not(url: str) -> str:
 def host_of(url: str) -> str:
     """The politeness key of a canonical URL: its host name, port ignored."""
     return urlsplit(url).hostname or ""
+
+
+def domain_key(domain: str) -> str:
+    """An ``allowed_domains`` entry as links' hosts are spelled: lower case, IDNA-mapped
+    ("Bücher.example" -> "xn--bcher-kva.example"), any port and outer dots dropped."""
+    domain = domain.strip().strip(".")
+    found = resolve(f"http://{domain}/")
+    return host_of(found) if found is not None else domain.lower().split(":")[0]
 
 
 def domain_matches(host: str, domains: frozenset[str] | set[str]) -> bool:
@@ -196,7 +204,7 @@ class Scope:
     def from_settings(cls, settings, seeds: list[str]) -> "Scope":
         domains = settings.crawl.allowed_domains or [host_of(s) for s in seeds]
         return cls(
-            domains=frozenset(d.lower().strip(".").split(":")[0] for d in domains),
+            domains=frozenset(map(domain_key, domains)),
             allow=tuple(settings.crawl.allow),
             deny=tuple(settings.crawl.deny),
             max_url_length=settings.crawl.max_url_length,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from crawler.urls import Resolved, resolve_all, whatwg_join
+from crawler.urls import Resolved, resolve, resolve_all, whatwg_join
 
 _META_ROBOTS = etree.XPath(
     "//meta[translate(@name, 'ROBTS', 'robts')='robots']/@content", smart_strings=False
@@ -34,17 +34,41 @@ def meta_robots(tree) -> set[str]:
     return directives
 
 
+def document_base(tree, page_url: str) -> str:
+    """What hrefs resolve against: the first <base href>, resolved against the page's URL,
+    or the page's URL if there is none or it does not parse (HTML's rule).
+
+    ``tree.iter(tag)`` is the cheapest walk lxml has (the tag test runs in C), and a tag the
+    document lacks, as "base" mostly is, costs nothing.
+    """
+    for el in tree.iter("base"):
+        href = el.get("href")
+        if href is not None:
+            return whatwg_join(href, page_url) or page_url
+    return page_url
+
+
+def canonical_link(tree, page_url: str) -> str | None:
+    """The page's <link rel="canonical"> in <head> (where search engines read it), resolved
+    like a link; None if there is none, it is not http(s), or it is the page's own URL."""
+    head = tree.find("head") if tree is not None else None
+    if head is None:
+        return None
+    for el in head.iter("link"):
+        rel, href = el.get("rel"), el.get("href")
+        if href is not None and rel is not None and "canonical" in rel.lower().split():
+            found = resolve(href, document_base(tree, page_url))
+            return found if found is not None and found != resolve(page_url) else None
+    return None
+
+
 def extract_links(tree, page_url: str, *, obey_nofollow: bool, limit: int) -> list[Resolved]:
     """Distinct (canonical http(s) URL, host) pairs in document order, at most ``limit``."""
     if tree is None:
         return []
-    hrefs, base = _hrefs_and_base(tree, obey_nofollow)
-    # The document's base URL: the first <base href>, resolved against the page's URL, or
-    # the page's URL if there is none or it does not parse (HTML's rule).
-    base = (whatwg_join(base, page_url) if base is not None else None) or page_url
     seen: set[str] = set()
     out: list[Resolved] = []
-    for found in resolve_all(hrefs, base):
+    for found in resolve_all(_hrefs(tree, obey_nofollow), document_base(tree, page_url)):
         if found is None or found[0] in seen:
             continue
         seen.add(found[0])
@@ -54,13 +78,8 @@ def extract_links(tree, page_url: str, *, obey_nofollow: bool, limit: int) -> li
     return out
 
 
-def _hrefs_and_base(tree, obey_nofollow: bool) -> tuple[list[str], str | None]:
-    """The distinct hrefs to follow, in order, and the first <base href>.
-
-    ``tree.iter(tag)`` is the cheapest walk lxml has (the tag test runs in C, and a tag the
-    document lacks costs nothing, as "base" mostly is); XPath "//a/@href" costs more.
-    """
-    base = next((b for b in map(_HREF, tree.iter("base")) if b is not None), None)
+def _hrefs(tree, obey_nofollow: bool) -> list[str]:
+    """The distinct hrefs to follow, in document order."""
     hrefs: dict[str, None] = {}
     for el in tree.iter("a", "area"):
         href = el.get("href")
@@ -74,8 +93,4 @@ def _hrefs_and_base(tree, obey_nofollow: bool) -> tuple[list[str], str | None]:
         if href[:1] == "#" or (href[:1] <= " " and href.lstrip(_C0_SPACE)[:1] == "#"):
             continue
         hrefs[href] = None
-    return list(hrefs), base
-
-
-def _HREF(el) -> str | None:
-    return el.get("href")
+    return list(hrefs)

@@ -20,7 +20,7 @@ from crawler.settings import Rule
 from crawler.urls import Scope
 from parsers.decode import decode
 from parsers.extract import RuleSet
-from parsers.links import extract_links, meta_robots
+from parsers.links import canonical_link, extract_links, meta_robots
 from sinks.jsonl import encode, record_for
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -100,8 +100,9 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
     facts = dict(status=page.status, etag=page.etag or job.etag,
                  last_modified=page.last_modified or job.last_modified, final_url=page.final_url)
     if job.snapshot is not None and (page.status == 304 or (digest is not None and digest == job.content_hash)):
-        rule, data, links = orjson.loads(job.snapshot)
-        record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False)
+        rule, data, links, *more = orjson.loads(job.snapshot)  # [rule, data, links(, canonical)]
+        record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False,
+                            canonical=more[0] if more else None)
         return ParseResult(job.id, encode(record), changed=False, content_hash=job.content_hash,
                            snapshot=job.snapshot, **facts)
     changed = True if cfg.recrawl else None
@@ -124,9 +125,11 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         else:
             links = state.new_links(links)
         rule_name = rule.name if rule else None
-        record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed)
+        canonical = canonical_link(tree, url)
+        record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed,
+                            canonical=canonical)
         return ParseResult(job.id, encode(record), links, changed=changed, content_hash=digest,
-                           snapshot=snapshot(rule_name, data, found), **facts)
+                           snapshot=snapshot(rule_name, data, found, canonical), **facts)
     except Exception as exc:  # hostile HTML or a failing user callable: one parse error record
         message = f"{type(exc).__name__}: {exc}"[:500]
         record = record_for(page, cfg.crawl_id, error=("parse", message), changed=changed)
@@ -140,8 +143,8 @@ def error_result(page: Page, crawl_id: str) -> ParseResult:
                        status=page.status, final_url=page.final_url)
 
 
-def snapshot(rule: str | None, data: dict, links: int) -> bytes:
-    return orjson.dumps([rule, data, links], default=str)
+def snapshot(rule: str | None, data: dict, links: int, canonical: str | None = None) -> bytes:
+    return orjson.dumps([rule, data, links, canonical], default=str)
 
 
 def main(conn, config: WorkerConfig) -> None:

@@ -139,3 +139,13 @@ def test_the_already_canonical_shortcut_agrees_with_w3lib():
     for url in ["http://h.example/a b", "http://h.example/%7e", "http://h.example/a|b", "http://H.example/",
                 "http://u@h.example/", "http://[::1]/", "http://h.example/?a"]:
         assert not _ALREADY_CANONICAL(url)
+
+
+def test_allowed_domains_are_spelled_as_hosts_are():
+    class Settings(FakeSettings):
+        class crawl(FakeSettings.crawl):
+            allowed_domains = ["Bücher.Example", "shop.example:8080", ".dotted.example."]
+    scope = Scope.from_settings(Settings, []).compile()
+    assert scope.allows(resolve("http://BÜCHER.example/a"))
+    assert scope.allows("http://www.shop.example/x") and scope.allows("http://dotted.example/")
+    assert not scope.allows("http://bucher.example/a")

@@ -73,7 +73,7 @@ def test_record_has_every_contract_field_in_order():
     r = record(parse_page(page(PRODUCT), state()))
     assert list(r) == ["url", "final_url", "status", "fetched_at", "depth", "referrer", "content_type",
                        "bytes", "elapsed_ms", "attempts", "crawl_id", "rule", "data", "links",
-                       "changed", "error"]
+                       "changed", "error", "canonical"]
     assert r["error"] is None and r["bytes"] == len(PRODUCT)
 
 
@@ -167,3 +167,34 @@ def test_failing_callable_is_a_parse_error_record(tmp_path, monkeypatch):
     r = record(result)
     assert r["error"] == {"type": "parse", "message": "ValueError: boom"}
     assert result.error_type == "parse"
+
+
+@pytest.mark.parametrize("head,canonical", [
+    ('<link rel="canonical" href="/dir/page.html?b=2&amp;a=1#x">', "http://127.0.0.1:8000/dir/page.html?a=1&b=2"),
+    ('<link rel="Alternate CANONICAL" href="..\\other.html">', "http://127.0.0.1:8000/other.html"),
+    ('<base href="http://127.0.0.9/b/"><link rel="canonical" href="c.html">', "http://127.0.0.9/b/c.html"),
+    ('<link rel="canonical" href="page.html#top">', None),  # the page itself
+    ('<link rel="canonical" href="mailto:a@b.c">', None),
+    ('<link rel="canonical" href="http://exa mple.com/">', None),  # a browser fails to parse it
+    ('<link rel="stylesheet" href="/s.css">', None),
+    ("", None),
+])
+def test_link_rel_canonical_is_recorded_resolved_like_a_link(head, canonical):
+    body = f"<html><head><title>t</title>{head}</head><body><a href='/a'>a</a></body></html>".encode()
+    result = parse_page(page(body), state())
+    assert record(result)["canonical"] == canonical
+    assert record(result)["links"] == 1  # a link, not a link of the page
+
+
+def test_canonical_is_repeated_for_an_unchanged_page_on_a_recrawl():
+    body = b'<html><head><link rel="canonical" href="/c.html"></head><body></body></html>'
+    first = parse_page(page(body), state())
+    assert record(first)["canonical"] == "http://127.0.0.1:8000/c.html"
+    again = page(body)
+    again.job.content_hash, again.job.snapshot = first.content_hash, first.snapshot
+    r = record(parse_page(again, state()))
+    assert r["changed"] is False and r["canonical"] == "http://127.0.0.1:8000/c.html"
+    old_snapshot = orjson.dumps(["page", {"title": "t"}, 3])  # written before `canonical` existed
+    again.job.snapshot = old_snapshot
+    r = record(parse_page(again, state()))
+    assert (r["changed"], r["links"], r["canonical"]) == (False, 3, None)
