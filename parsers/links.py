@@ -14,21 +14,18 @@ results per process.
 
 from __future__ import annotations
 
-from lxml import etree
-
 from crawler.urls import Resolved, resolve, resolve_all, whatwg_join
 
-_META_ROBOTS = etree.XPath(
-    "//meta[translate(@name, 'ROBTS', 'robts')='robots']/@content", smart_strings=False
-)
 _C0_SPACE = "".join(map(chr, range(0x21)))
 
 
 def meta_robots(tree) -> set[str]:
     """Directives of <meta name="robots">, lower-cased: {"noindex", "nofollow", ...}."""
     directives: set[str] = set()
-    for content in _META_ROBOTS(tree):
-        directives.update(d.strip().lower() for d in content.split(","))
+    for el in tree.iter("meta"):  # a walk in C; cheaper than an XPath with translate()
+        name, content = el.get("name"), el.get("content")
+        if content is not None and name is not None and name.lower() == "robots":
+            directives.update(d.strip().lower() for d in content.split(","))
     if "none" in directives:
         directives.update(("noindex", "nofollow"))
     return directives
