@@ -50,7 +50,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import TreeSampler, children_cpu, kill_tree  # noqa: E402  (bench/run.py)
+from run import children_cpu, measure  # noqa: E402  (bench/run.py)
 
 DOC_DIR = Path("/usr/share/doc/python3.11/html")
 APT = {"nginx": "nginx", "wget2": "wget2"}  # binary -> Debian package
@@ -261,18 +261,7 @@ def run_contender(contender: str, nginx: Nginx, truth: dict, workdir: Path, args
     shutil.rmtree(workdir / "wget2", ignore_errors=True)
     offset, cpu_before = nginx.log_size(), children_cpu()
     with open(workdir / f"{contender}.log", "wb") as log:
-        started = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-        sampler = TreeSampler(proc.pid)
-        sampler.start()
-        try:
-            returncode = proc.wait(timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(proc.pid)
-            returncode = "timeout"
-        wall = time.monotonic() - started
-        sampler.stopping.set()
-        sampler.join()
+        returncode, wall, sampler = measure(argv, log, workdir, args.timeout)
     cpu = max(children_cpu() - cpu_before, sum(sampler.cpu.values()))
     requests = nginx.requests_since(offset)
     requested = {file_of(urlsplit(uri).path) for uri, status in requests if status == 200}

@@ -14,34 +14,17 @@ Items are {"url", "status", "title"}.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import sys
+from pathlib import Path
 
-from scrapy.linkextractors import LinkExtractor
-from scrapy.spiders import CrawlSpider, Rule
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scrapy_spider import CatalogSpider  # noqa: E402  (seeds, scope and link rule: the same)
 
 
-class SiteSpider(CrawlSpider):
+class SiteSpider(CatalogSpider):
     name = "site"
-    custom_settings = {
-        "DOWNLOAD_DELAY": 0,
-        "ROBOTSTXT_OBEY": True,
-        "AUTOTHROTTLE_ENABLED": False,
-        "DEPTH_LIMIT": 0,
-        "LOG_LEVEL": "WARNING",
-        "TELNETCONSOLE_ENABLED": False,
-        "FEED_EXPORT_ENCODING": "utf-8",
-        "USER_AGENT": "scrapy-bench (+https://scrapy.org)",
-    }
-
-    def __init__(self, seeds_file: str, *args, **kwargs) -> None:
-        with open(seeds_file) as f:
-            self.start_urls = [line.strip() for line in f if line.strip() and not line.startswith("#")]
-        self.allowed_domains = sorted({urlsplit(url).hostname for url in self.start_urls})
-        self.rules = (Rule(LinkExtractor(), callback="parse_item", follow=True),)
-        super().__init__(*args, **kwargs)
-
-    def parse_start_url(self, response):
-        return self.parse_item(response)
+    custom_settings = {key: value for key, value in CatalogSpider.custom_settings.items()
+                       if not key.startswith("CONCURRENT_")}  # given with -s
 
     def parse_item(self, response):
         title = response.xpath("//title/text()").get() if hasattr(response, "xpath") else None

@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 from ada_url import join_url, normalize_url
 from w3lib.url import canonicalize_url
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
 FOLLOWED_SCHEMES = ("http", "https")
-CACHE_MAX = 200_000  # entries per cache; a few tens of MB at most, then cleared
+CACHE_MAX = 50_000  # entries per cache: at most about 40 MB per process, then cleared
+CACHED_LENGTH = 4096  # longer hrefs and URLs (data: URIs, say) are resolved, never kept
 _C0_SPACE = "".join(map(chr, range(0x21)))  # what the URL parser strips from both ends
 
 
@@ -91,7 +91,8 @@ def resolve_all(hrefs: Iterable[str], base: str | None) -> Iterator[Resolved | N
         # in it ("api.html#a", "api.html#b") are common. Not after a space or control
         # character, which the cut would turn into a trailing one, which the parser strips.
         first = href[:1]
-        if directory is not None and first > " " and first not in "?#" and _dir_only(href):
+        if (directory is not None and first > " " and first not in "?#" and len(href) <= CACHED_LENGTH
+                and _dir_only(href)):
             path = href.partition("#")[0]
             key = (directory, path if path[-1:] > " " else href)
             found = by_dir.get(key, False)
@@ -145,15 +146,20 @@ def _absolute(url: str | None) -> Resolved | None:
     by_absolute = _by_absolute
     found = by_absolute.get(url, False)
     if found is False:
-        try:
-            canon = url if _ALREADY_CANONICAL(url) else canonicalize_url(url, keep_fragments=False)
-            found = (canon, urlsplit(canon).hostname or "")
-        except ValueError:  # never seen on a URL the WHATWG parser accepted; kept safe
-            found = None
-        if len(by_absolute) >= CACHE_MAX:
-            by_absolute.clear()
-        by_absolute[url] = found
+        found = _canonical(url)
+        if len(url) <= CACHED_LENGTH:
+            if len(by_absolute) >= CACHE_MAX:
+                by_absolute.clear()
+            by_absolute[url] = found
     return found
+
+
+def _canonical(url: str) -> Resolved | None:
+    try:
+        canon = url if _ALREADY_CANONICAL(url) else canonicalize_url(url, keep_fragments=False)
+        return canon, urlsplit(canon).hostname or ""
+    except ValueError:  # never seen on a URL the WHATWG parser accepted; kept safe
+        return None
 
 
 def _why_not(url: str, base: str | None) -> str:

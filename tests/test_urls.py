@@ -8,6 +8,7 @@ import pytest
 from ada_url import join_url
 from w3lib.url import canonicalize_url
 
+from crawler import urls
 from crawler.urls import _ALREADY_CANONICAL, BadURL, Scope, canonicalize, clear_caches, resolve, resolve_all
 
 DATA = Path(__file__).resolve().parent / "data" / "urltestdata.json"
@@ -149,3 +150,11 @@ def test_allowed_domains_are_spelled_as_hosts_are():
     assert scope.allows(resolve("http://BÜCHER.example/a"))
     assert scope.allows("http://www.shop.example/x") and scope.allows("http://dotted.example/")
     assert not scope.allows("http://bucher.example/a")
+
+
+def test_huge_hrefs_resolve_but_are_not_kept():
+    clear_caches()
+    href = "/big?" + "x" * 100_000
+    assert resolve(href, "http://h.example/a/") == "http://h.example/big?" + "x" * 100_000 + "="
+    assert resolve("data:text/plain," + "y" * 100_000, "http://h.example/a/") is None
+    assert all(len(key[1]) < 5000 for key in urls._by_dir) and all(len(u) < 5000 for u in urls._by_absolute)
