@@ -178,11 +178,16 @@ def host_of(url: str) -> str:
 
 
 def domain_key(domain: str) -> str:
-    """An ``allowed_domains`` entry as links' hosts are spelled: lower case, IDNA-mapped
-    ("Bücher.example" -> "xn--bcher-kva.example"), any port and outer dots dropped."""
+    """An ``allowed_domains`` entry (or a seed's host) as links' hosts are spelled: lower
+    case, IDNA-mapped ("Bücher.example" -> "xn--bcher-kva.example"), any port and outer dots
+    dropped; an IPv6 literal, bare or in brackets, keeps its colons ("::1")."""
     domain = domain.strip().strip(".")
+    if domain.count(":") > 1 and not domain.startswith("["):  # bare IPv6: no port to drop
+        domain = f"[{domain}]"
     found = resolve(f"http://{domain}/")
-    return host_of(found) if found is not None else domain.lower().split(":")[0]
+    if found is not None:
+        return host_of(found)
+    return domain.lower() if domain.startswith("[") else domain.lower().split(":")[0]
 
 
 def domain_matches(host: str, domains: frozenset[str] | set[str]) -> bool:

@@ -158,3 +158,12 @@ def test_huge_hrefs_resolve_but_are_not_kept():
     assert resolve(href, "http://h.example/a/") == "http://h.example/big?" + "x" * 100_000 + "="
     assert resolve("data:text/plain," + "y" * 100_000, "http://h.example/a/") is None
     assert all(len(key[1]) < 5000 for key in urls._by_dir) and all(len(u) < 5000 for u in urls._by_absolute)
+
+
+def test_ipv6_domains_keep_their_colons():
+    class Settings(FakeSettings):
+        class crawl(FakeSettings.crawl):
+            allowed_domains = ["::1", "[2001:DB8::1]:8080"]
+    scope = Scope.from_settings(Settings, []).compile()
+    assert scope.allows(canonicalize("http://[::1]:8080/x")) and scope.allows(canonicalize("http://[2001:db8::1]/"))
+    assert not scope.allows(canonicalize("http://[::2]/"))
