@@ -24,8 +24,10 @@ parsed once.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
@@ -35,6 +37,7 @@ from w3lib.url import canonicalize_url
 FOLLOWED_SCHEMES = ("http", "https")
 CACHE_MAX = 50_000  # entries per cache: at most about 40 MB per process, then cleared
 CACHED_LENGTH = 4096  # longer hrefs and URLs (data: URIs, say) are resolved, never kept
+_UTF = ("utf-8", "utf-16", "utf-16-le", "utf-16-be")  # pages whose URLs are UTF-8
 _C0_SPACE = "".join(map(chr, range(0x21)))  # what the URL parser strips from both ends
 
 
@@ -53,13 +56,15 @@ _by_dir: dict[tuple[str, str], Resolved | None] = {}
 _by_absolute: dict[str, Resolved | None] = {}
 
 
-def resolve(href: str, base: str | None = None) -> str | None:
-    """The canonical form of the URL a browser gets from ``href`` on a page at ``base``.
+def resolve(href: str, base: str | None = None, encoding: str = "utf-8") -> str | None:
+    """The canonical form of the URL a browser gets from ``href`` on a page at ``base``
+    whose character encoding is ``encoding`` (a Python codec name; it only matters for
+    non-ASCII characters in a query, see ``encode_query``).
 
     None when a browser fails to parse it (or the base, when one is needed) or when the
     result is not http(s). Without ``base``, ``href`` must be absolute.
     """
-    for found in resolve_all((href,), base):
+    for found in resolve_all((href,), base, encoding):
         return found[0] if found is not None else None
     return None
 
@@ -72,8 +77,9 @@ def canonicalize(url: str, base: str | None = None) -> str:
     return found
 
 
-def resolve_all(hrefs: Iterable[str], base: str | None) -> Iterator[Resolved | None]:
+def resolve_all(hrefs: Iterable[str], base: str | None, encoding: str = "utf-8") -> Iterator[Resolved | None]:
     """``(canonical URL, host)`` or None for each href on a page at ``base``, in order."""
+    legacy = codecs.lookup(encoding).name not in _UTF
     directory = None
     if base is not None:
         try:
@@ -85,6 +91,8 @@ def resolve_all(hrefs: Iterable[str], base: str | None) -> Iterator[Resolved | N
             directory = directory[: directory.rfind("/") + 1]
     by_dir = _by_dir
     for href in hrefs:
+        if legacy and not href.isascii():
+            href = encode_query(href, encoding)
         # A path (not "?query", "#fragment", "", "http:" or a string the parser strips first)
         # is resolved against the base's directory only, so (directory, href) is a safe key.
         # The fragment is cut first: the canonical form drops it, and hrefs that differ only
@@ -106,6 +114,35 @@ def resolve_all(hrefs: Iterable[str], base: str | None) -> Iterator[Resolved | N
             yield _absolute(_join(base, href))
         else:
             yield _absolute(_join(None, href))
+
+
+def encode_query(href: str, encoding: str) -> str:
+    """``href`` with the non-ASCII characters of its query percent-encoded in ``encoding``.
+
+    The URL Standard's encoding override: a link on a page in a legacy encoding (GBK,
+    Shift_JIS, windows-1252, ...) has its query, and only its query, encoded in the page's
+    encoding; a character the encoding lacks becomes "%26%23<decimal>%3B" ("&#NNN;"). The
+    query starts at the first "?" before any "#" (no scheme, host or path may hold one).
+    UTF-8 and UTF-16 pages use UTF-8, which is what the parser does anyway.
+    """
+    question, hash_ = href.find("?"), href.find("#")
+    if question == -1 or -1 < hash_ < question:
+        return href
+    end = len(href) if hash_ == -1 else hash_
+    query = href[question + 1 : end]
+    if query.isascii():
+        return href
+    return href[: question + 1] + "".join(map(partial(_encode_char, encoding), query)) + href[end:]
+
+
+def _encode_char(encoding: str, char: str) -> str:
+    if char.isascii():
+        return char
+    try:
+        data = char.encode(encoding)
+    except UnicodeEncodeError:
+        return f"%26%23{ord(char)}%3B"
+    return "".join(f"%{byte:02X}" for byte in data)
 
 
 def _dir_only(href: str) -> bool:

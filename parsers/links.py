@@ -14,7 +14,7 @@ results per process.
 
 from __future__ import annotations
 
-from crawler.urls import Resolved, resolve, resolve_all, whatwg_join
+from crawler.urls import Resolved, encode_query, resolve, resolve_all, whatwg_join
 
 _C0_SPACE = "".join(map(chr, range(0x21)))
 
@@ -31,7 +31,7 @@ def meta_robots(tree) -> set[str]:
     return directives
 
 
-def document_base(tree, page_url: str) -> str:
+def document_base(tree, page_url: str, encoding: str = "utf-8") -> str:
     """What hrefs resolve against: the first <base href>, resolved against the page's URL,
     or the page's URL if there is none or it does not parse (HTML's rule).
 
@@ -41,11 +41,11 @@ def document_base(tree, page_url: str) -> str:
     for el in tree.iter("base"):
         href = el.get("href")
         if href is not None:
-            return whatwg_join(href, page_url) or page_url
+            return whatwg_join(encode_query(href, encoding), page_url) or page_url
     return page_url
 
 
-def canonical_link(tree, page_url: str) -> str | None:
+def canonical_link(tree, page_url: str, encoding: str = "utf-8") -> str | None:
     """The page's <link rel="canonical"> in <head> (where search engines read it), resolved
     like a link; None if there is none, it is not http(s), or it is the page's own URL."""
     head = tree.find("head") if tree is not None else None
@@ -54,18 +54,21 @@ def canonical_link(tree, page_url: str) -> str | None:
     for el in head.iter("link"):
         rel, href = el.get("rel"), el.get("href")
         if href is not None and rel is not None and "canonical" in rel.lower().split():
-            found = resolve(href, document_base(tree, page_url))
+            found = resolve(href, document_base(tree, page_url, encoding), encoding)
             return found if found is not None and found != resolve(page_url) else None
     return None
 
 
-def extract_links(tree, page_url: str, *, obey_nofollow: bool, limit: int) -> list[Resolved]:
-    """Distinct (canonical http(s) URL, host) pairs in document order, at most ``limit``."""
+def extract_links(tree, page_url: str, *, obey_nofollow: bool, limit: int,
+                  encoding: str = "utf-8") -> list[Resolved]:
+    """Distinct (canonical http(s) URL, host) pairs in document order, at most ``limit``.
+    ``encoding`` is the page's (it decides how non-ASCII query characters are escaped)."""
     if tree is None:
         return []
     seen: set[str] = set()
     out: list[Resolved] = []
-    for found in resolve_all(_hrefs(tree, obey_nofollow), document_base(tree, page_url)):
+    base = document_base(tree, page_url, encoding)
+    for found in resolve_all(_hrefs(tree, obey_nofollow), base, encoding):
         if found is None or found[0] in seen:
             continue
         seen.add(found[0])

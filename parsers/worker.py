@@ -110,7 +110,7 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         return ParseResult(job.id, encode(record_for(page, cfg.crawl_id, changed=changed)), changed=changed,
                            content_hash=digest, snapshot=snapshot(None, {}, 0), **facts)
     try:
-        text, _ = decode(page.body, page.charset)
+        text, encoding = decode(page.body, page.charset)
         tree = etree.fromstring(text.encode("utf-8"), state.parser) if text.strip() else None
         directives = meta_robots(tree) if (cfg.obey_robots and tree is not None) else set()
         url = page.final_url or job.url
@@ -118,14 +118,15 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         data = rule.apply(url, tree, lambda: text) if rule is not None else {}
         links: list[str] = []
         if "nofollow" not in directives:
-            links = extract_links(tree, url, obey_nofollow=cfg.obey_robots, limit=cfg.max_links)
+            links = extract_links(tree, url, obey_nofollow=cfg.obey_robots, limit=cfg.max_links,
+                                  encoding=encoding)
         found = len(links)
         if cfg.max_depth != -1 and job.depth >= cfg.max_depth:
             links = []
         else:
             links = state.new_links(links)
         rule_name = rule.name if rule else None
-        canonical = canonical_link(tree, url)
+        canonical = canonical_link(tree, url, encoding)
         record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed,
                             canonical=canonical)
         return ParseResult(job.id, encode(record), links, changed=changed, content_hash=digest,

@@ -9,7 +9,8 @@ from ada_url import join_url
 from w3lib.url import canonicalize_url
 
 from crawler import urls
-from crawler.urls import _ALREADY_CANONICAL, BadURL, Scope, canonicalize, clear_caches, resolve, resolve_all
+from crawler.urls import (_ALREADY_CANONICAL, BadURL, Scope, canonicalize, clear_caches, encode_query, resolve,
+                          resolve_all)
 
 DATA = Path(__file__).resolve().parent / "data" / "urltestdata.json"
 
@@ -167,3 +168,21 @@ def test_ipv6_domains_keep_their_colons():
     scope = Scope.from_settings(Settings, []).compile()
     assert scope.allows(canonicalize("http://[::1]:8080/x")) and scope.allows(canonicalize("http://[2001:db8::1]/"))
     assert not scope.allows(canonicalize("http://[::2]/"))
+
+
+@pytest.mark.parametrize("href,encoded", [
+    ("/a?q=é", "/a?q=%E9"),
+    ("/é?q=é#é", "/é?q=%E9#é"),          # only the query: the path and fragment are the parser's
+    ("/a#x?q=é", "/a#x?q=é"),             # a "?" after "#" is in the fragment
+    ("/a?q=€&r=✓", "/a?q=%80&r=%26%2310003%3B"),
+    ("/a?q=plain", "/a?q=plain"),
+])
+def test_encode_query_uses_the_pages_encoding_for_the_query_only(href, encoded):
+    assert encode_query(href, "cp1252") == encoded
+
+
+def test_resolve_with_a_legacy_encoding_and_the_cache_keep_pages_apart():
+    clear_caches()
+    assert resolve("s?q=中", "http://h.example/d/p", "gb18030") == "http://h.example/d/s?q=%D6%D0"
+    assert resolve("s?q=中", "http://h.example/d/p") == "http://h.example/d/s?q=%E4%B8%AD"
+    assert resolve("s?q=中", "http://h.example/d/p", "utf-16-le") == "http://h.example/d/s?q=%E4%B8%AD"

@@ -198,3 +198,19 @@ def test_canonical_is_repeated_for_an_unchanged_page_on_a_recrawl():
     again.job.snapshot = old_snapshot
     r = record(parse_page(again, state()))
     assert (r["changed"], r["links"], r["canonical"]) == (False, 3, None)
+
+
+@pytest.mark.parametrize("encoding,declared,query", [
+    ("gbk", "gbk", "q=%D6%D0%CE%C4"),                           # a legacy page: its own encoding
+    ("cp1252", "iso-8859-1", "q=%E9%80%26%2310003%3B"),         # a missing character: &#10003;
+    ("utf-8", "utf-8", "q=%E4%B8%AD%E6%96%87"),
+])
+def test_a_query_is_encoded_in_the_pages_encoding_and_a_path_in_utf8(encoding, declared, query):
+    """The URL Standard's encoding override, as browsers apply it to links."""
+    text = {"gbk": "中文", "cp1252": "é€✓", "utf-8": "中文"}[encoding]
+    body = (f'<html><head><meta charset="{declared}"></head><body><a href="/s?q={text}#f">s</a>'
+            f'<a href="/é/?q={text}">p</a><a href="http:x.html?{text}">x</a></body></html>')
+    payload = body.encode(encoding, errors="xmlcharrefreplace")  # the page as served
+    links = [u for u, _ in parse_page(page(payload), state()).links]
+    assert links == [f"http://127.0.0.1:8000/s?{query}", f"http://127.0.0.1:8000/%C3%A9/?{query}",
+                     f"http://127.0.0.1:8000/dir/x.html?{query.partition('=')[2]}="]
