@@ -1,6 +1,7 @@
 """Time ``parse_page`` over a directory of real HTML files: link extraction versus the rest.
 
-    .venv/bin/python bench/parse_bench.py [DIR] [--repeat 3] [--base http://127.0.0.1:8000/] [--json FILE]
+    .venv/bin/python bench/parse_bench.py [DIR] [--repeat 3] [--base http://127.0.0.1:8000/] [--against CHECKOUT]
+                                              [--json FILE]
 
 DIR defaults to the HTML of Debian's ``python3.11-doc`` package (``apt-get install
 python3.11-doc``): about 530 pages of real documentation, some (the indexes) with thousands
@@ -14,8 +15,8 @@ measured by wrapping ``parsers.worker.extract_links`` and ``WorkerState.new_link
 steps from the page's tree to the links sent to the coordinator); the rest is decoding,
 HTML parsing, the field rule and the record. Prints the median of ``--repeat`` passes.
 
-To compare two checkouts in one sitting, run the same script against each, e.g.
-``PYTHONPATH=../old .venv/bin/python bench/parse_bench.py`` for the old one.
+To compare with another checkout in one sitting, ``--against ../old`` runs its passes
+(with ``PYTHONPATH=../old``) interleaved with this checkout's and prints the ratios.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def main() -> int:
     ap.add_argument("dir", nargs="?", default=DEFAULT_DIR)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base", default="http://127.0.0.1:8000/")
+    ap.add_argument("--against", metavar="CHECKOUT", action="append", default=[],
+                    help="also time the code of another checkout, its passes interleaved with ours")
     ap.add_argument("--json", metavar="FILE", help="also write every pass's figures to FILE")
     ap.add_argument("--one-pass", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -101,20 +104,29 @@ def main() -> int:
     if args.one_pass:
         print(json.dumps(one_pass(root, args.base)))
         return 0
-    runs = []
-    for _ in range(args.repeat):
-        out = subprocess.run([sys.executable, __file__, str(root), "--base", args.base, "--one-pass"],
-                             check=True, capture_output=True, text=True, env=os.environ).stdout
-        runs.append(json.loads(out))
-    med = {k: statistics.median(r[k] for r in runs) for k in ("total", "links", "rest")}
-    first = runs[0]
-    print(f"code: {first['code']}")
-    print(f"{first['files']} files, {first['mb']:.1f} MB, {first['links_found']} links found "
-          f"(distinct per page), {first['links_queued']} queued; median of {len(runs)} passes")
-    print(f"parse_page total {med['total']:.2f} s | links {med['links']:.2f} s | "
-          f"rest (decode, parse, fields, record) {med['rest']:.2f} s")
+    checkouts = [*args.against, None]  # None: the code this script imports by default
+    runs: dict[str | None, list[dict]] = {c: [] for c in checkouts}
+    for _ in range(args.repeat):  # interleaved, so load that drifts hits every checkout alike
+        for checkout in checkouts:
+            env = dict(os.environ, PYTHONPATH=checkout) if checkout else os.environ
+            out = subprocess.run([sys.executable, __file__, str(root), "--base", args.base, "--one-pass"],
+                                 check=True, capture_output=True, text=True, env=env).stdout
+            runs[checkout].append(json.loads(out))
+    medians = {}
+    for checkout, passes in runs.items():
+        med = medians[checkout] = {k: statistics.median(r[k] for r in passes) for k in ("total", "links", "rest")}
+        first = passes[0]
+        print(f"code: {first['code']}")
+        print(f"  {first['files']} files, {first['mb']:.1f} MB, {first['links_found']} links found "
+              f"(distinct per page), {first['links_queued']} queued; median of {len(passes)} passes")
+        print(f"  parse_page total {med['total']:.2f} s | links {med['links']:.2f} s | "
+              f"rest (decode, parse, fields, record) {med['rest']:.2f} s")
+    for checkout in args.against:
+        print(f"links: {medians[checkout]['links'] / medians[None]['links']:.1f}x faster than {checkout}; "
+              f"parse_page: {medians[checkout]['total'] / medians[None]['total']:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"median": med, "runs": runs}, indent=1))
+        Path(args.json).write_text(json.dumps({"medians": {str(k): v for k, v in medians.items()},
+                                               "runs": {str(k): v for k, v in runs.items()}}, indent=1))
     return 0
 
 
