@@ -163,18 +163,7 @@ def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, tim
     site.take_stats()  # resets the site's counters
     site_cpu, cpu_before = site.cpu(), children_cpu()
     log = open(workdir / f"{contender}.log", "wb")
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    sampler = TreeSampler(proc.pid)
-    sampler.start()
-    try:
-        returncode = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc.pid)
-        returncode = "timeout"
-    wall = time.monotonic() - started
-    sampler.stopping.set()
-    sampler.join()
+    returncode, wall, sampler = measure(argv, log, workdir, timeout)
     log.close()
     cpu = max(children_cpu() - cpu_before, sum(sampler.cpu.values()))  # see README
     served = site.take_stats()
@@ -199,6 +188,24 @@ def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, tim
     result["valid"] = not problems
     result["problems"] = problems
     return result
+
+
+def measure(argv: list[str], log, cwd: Path, timeout: float) -> tuple[int | str, float, TreeSampler]:
+    """Run ``argv`` to its end (killed after ``timeout`` s): exit status or "timeout", wall
+    seconds from start to exit, and the sampler that watched its process tree."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        returncode = "timeout"
+    wall = time.monotonic() - started
+    sampler.stopping.set()
+    sampler.join()
+    return returncode, wall, sampler
 
 
 def kill_tree(pid: int) -> None:

@@ -110,3 +110,4 @@ class Record:
     links: int
     changed: bool | None
     error: dict | None
+    canonical: str | None = None  # [added] the page's <link rel="canonical">, if another URL

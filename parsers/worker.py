@@ -17,10 +17,10 @@ from lxml import etree
 from crawler.messages import Page, ParseResult
 from crawler.procname import set_process_name
 from crawler.settings import Rule
-from crawler.urls import Scope, host_of
+from crawler.urls import Scope
 from parsers.decode import decode
 from parsers.extract import RuleSet
-from parsers.links import extract_links, meta_robots
+from parsers.links import canonical_link, extract_links, meta_robots
 from sinks.jsonl import encode, record_for
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -57,15 +57,17 @@ class WorkerState:
     # work, so it may forget: it is cleared when full, which bounds its memory.
     REPORTED_MAX = 100_000
 
-    def new_links(self, links: list[str]) -> list[tuple[str, str]]:
+    def new_links(self, links: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The (URL, host) pairs of ``links`` in scope and not sent before."""
         allows, reported = self.scope.allows, self.reported
         out = []
         for link in links:
-            if link in reported:
+            url = link[0]
+            if url in reported:
                 continue
-            if allows(link):
-                out.append((link, host_of(link)))
-            reported.add(link)
+            if allows(url, link[1]):
+                out.append(link)
+            reported.add(url)
         if len(reported) > self.REPORTED_MAX:
             reported.clear()
         return out
@@ -98,8 +100,9 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
     facts = dict(status=page.status, etag=page.etag or job.etag,
                  last_modified=page.last_modified or job.last_modified, final_url=page.final_url)
     if job.snapshot is not None and (page.status == 304 or (digest is not None and digest == job.content_hash)):
-        rule, data, links = orjson.loads(job.snapshot)
-        record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False)
+        rule, data, links, *more = orjson.loads(job.snapshot)  # [rule, data, links(, canonical)]
+        record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False,
+                            canonical=more[0] if more else None)
         return ParseResult(job.id, encode(record), changed=False, content_hash=job.content_hash,
                            snapshot=job.snapshot, **facts)
     changed = True if cfg.recrawl else None
@@ -107,7 +110,7 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         return ParseResult(job.id, encode(record_for(page, cfg.crawl_id, changed=changed)), changed=changed,
                            content_hash=digest, snapshot=snapshot(None, {}, 0), **facts)
     try:
-        text, _ = decode(page.body, page.charset)
+        text, encoding = decode(page.body, page.charset)
         tree = etree.fromstring(text.encode("utf-8"), state.parser) if text.strip() else None
         directives = meta_robots(tree) if (cfg.obey_robots and tree is not None) else set()
         url = page.final_url or job.url
@@ -115,16 +118,19 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         data = rule.apply(url, tree, lambda: text) if rule is not None else {}
         links: list[str] = []
         if "nofollow" not in directives:
-            links = extract_links(tree, url, obey_nofollow=cfg.obey_robots, limit=cfg.max_links)
+            links = extract_links(tree, url, obey_nofollow=cfg.obey_robots, limit=cfg.max_links,
+                                  encoding=encoding)
         found = len(links)
         if cfg.max_depth != -1 and job.depth >= cfg.max_depth:
             links = []
         else:
             links = state.new_links(links)
         rule_name = rule.name if rule else None
-        record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed)
+        canonical = canonical_link(tree, url, encoding)
+        record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed,
+                            canonical=canonical)
         return ParseResult(job.id, encode(record), links, changed=changed, content_hash=digest,
-                           snapshot=snapshot(rule_name, data, found), **facts)
+                           snapshot=snapshot(rule_name, data, found, canonical), **facts)
     except Exception as exc:  # hostile HTML or a failing user callable: one parse error record
         message = f"{type(exc).__name__}: {exc}"[:500]
         record = record_for(page, cfg.crawl_id, error=("parse", message), changed=changed)
@@ -138,8 +144,8 @@ def error_result(page: Page, crawl_id: str) -> ParseResult:
                        status=page.status, final_url=page.final_url)
 
 
-def snapshot(rule: str | None, data: dict, links: int) -> bytes:
-    return orjson.dumps([rule, data, links], default=str)
+def snapshot(rule: str | None, data: dict, links: int, canonical: str | None = None) -> bytes:
+    return orjson.dumps([rule, data, links, canonical], default=str)
 
 
 def main(conn, config: WorkerConfig) -> None:

@@ -1,0 +1,6 @@
+"""Where records go: the output file and its format.
+
+- ``writer.py``: the one process that appends to the output file (lock, batches, fsync, acks).
+- ``jsonl.py``: a Record built from a page and encoded as one JSON line.
+- ``schema.py``: what a valid line is (``validate_record``), and a fast typed decoder.
+"""

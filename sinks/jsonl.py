@@ -13,7 +13,7 @@ from crawler.messages import Page, Record
 
 def record_for(page: Page, crawl_id: str, *, rule: str | None = None, data: dict | None = None,
                links: int = 0, changed: bool | None = None,
-               error: tuple[str, str] | None = None) -> Record:
+               error: tuple[str, str] | None = None, canonical: str | None = None) -> Record:
     job = page.job
     err = error or page.error
     return Record(
@@ -33,6 +33,7 @@ def record_for(page: Page, crawl_id: str, *, rule: str | None = None, data: dict
         links=links,
         changed=changed,
         error={"type": err[0], "message": err[1]} if err else None,
+        canonical=canonical,
     )
 
 

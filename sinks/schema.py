@@ -7,10 +7,11 @@ the same thing everywhere.
 
 What it checks:
 
-- the value is a JSON object holding every key of the record;
+- the value is a JSON object holding every key of the record (``ADDED_KEYS`` may be absent);
 - each key has its type (``bool`` is never accepted where a number is expected);
 - values are in range: ``status`` 100-599; depth, bytes, attempts and links whole numbers in
-  ``[0, 2**63)``; ``elapsed_ms`` finite and >= 0; ``url`` and ``crawl_id`` not empty;
+  ``[0, 2**63)``; ``elapsed_ms`` finite and >= 0; ``url``, ``crawl_id`` and ``canonical``
+  (a later addition, so it may be absent) not empty;
   ``fetched_at`` ISO 8601 with a date, a time and a zone; ``error.type`` one of the fixed set
   and ``error.message`` a string;
 - a record without ``error`` has a ``status``.
@@ -45,8 +46,12 @@ ERROR_TYPES = frozenset(
 RECORD_KEYS = (
     "url", "final_url", "status", "fetched_at", "depth", "referrer", "content_type", "bytes",
     "elapsed_ms", "attempts", "crawl_id", "rule", "data", "links", "changed", "error",
+    "canonical",
 )
-_KEY_SET = frozenset(RECORD_KEYS)
+# Keys added to the format later: checked when present, never required, so the files of an
+# older writer stay valid.
+ADDED_KEYS = ("canonical",)
+_KEY_SET = frozenset(RECORD_KEYS) - frozenset(ADDED_KEYS)
 COUNTER_LIMIT = 2**63  # JSON readers disagree past 64 bits; no real count gets near
 _COUNTERS = ("depth", "bytes", "attempts", "links")
 
@@ -73,6 +78,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "links": (_INT, "an integer"),
     "changed": ((bool, type(None)), "true, false or null"),
     "error": ((dict, type(None)), "an object or null"),
+    "canonical": (_STR_OR_NULL, "a string or null"),
 }
 
 _JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
@@ -91,7 +97,7 @@ def validate_record(obj: Any) -> list[str]:
         return [f"not a JSON object (got {json_type_name(obj)})"]
     problems: list[str] = []
     if not _KEY_SET <= obj.keys():
-        missing = [key for key in RECORD_KEYS if key not in obj]
+        missing = [key for key in RECORD_KEYS if key not in obj and key in _KEY_SET]
         problems.append(f"missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     for key, (types, expected) in _TYPES.items():
         if key in obj and type(obj[key]) not in types:
@@ -107,6 +113,8 @@ def _check_values(rec: dict) -> list[str]:
         problems.append("url is empty")
     if not rec["crawl_id"]:
         problems.append("crawl_id is empty")
+    if rec.get("canonical") == "":
+        problems.append("canonical is empty")
     status = rec["status"]
     if status is not None and not 100 <= status <= 599:
         problems.append(f"status {status} is not an HTTP status (100-599)")
@@ -183,6 +191,7 @@ class RecordStruct(msgspec.Struct, gc=False):
     links: _Count
     changed: bool | None
     error: ErrorStruct | None
+    canonical: _NonEmpty | None = None  # added later: absent in older files
 
 
 _DECODER = msgspec.json.Decoder(RecordStruct)

@@ -1,8 +1,18 @@
 """Canonical URLs collapse every equivalent spelling to one; scope follows the settings."""
 
-import pytest
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
 
-from crawler.urls import BadURL, Scope, canonicalize
+import pytest
+from ada_url import join_url
+from w3lib.url import canonicalize_url
+
+from crawler import urls
+from crawler.urls import (_ALREADY_CANONICAL, BadURL, Scope, canonicalize, clear_caches, encode_query, resolve,
+                          resolve_all)
+
+DATA = Path(__file__).resolve().parent / "data" / "urltestdata.json"
 
 
 @pytest.mark.parametrize("variant", [
@@ -87,3 +97,114 @@ def test_scope_of_a_seed_keeps_its_host_whatever_the_address_family(seed, inside
 def test_allowed_domains_drop_a_port_but_keep_ipv6_literals(domain, host):
     settings = type("S", (), {"crawl": type("C", (FakeSettings.crawl,), {"allowed_domains": [domain]})})
     assert Scope.from_settings(settings, []).domains == frozenset({host})
+
+# -- resolution as a browser does it (the full WHATWG data: tests/parsers/test_link_resolution.py)
+
+@pytest.mark.parametrize("href,expected", [
+    ("..\\x\\y.html", "http://h.example/x/y.html"),           # backslashes are slashes
+    ("https:other.example/p", "https://other.example/p"),     # another scheme: absolute
+    ("http:q.html", "http://h.example/a/q.html"),             # the page's scheme: relative
+    ("\t/p\n/q\r.html ", "http://h.example/p/q.html"),        # tabs and newlines removed
+    ("//Other.Example:80/./x", "http://other.example/x"),
+    ("?b=2&a=1", "http://h.example/a/b.html?a=1&b=2"),
+    ("", "http://h.example/a/b.html?z=1"),                     # a link to the page itself
+    ("http:", "http://h.example/a/b.html?z=1"),                # the same
+    ("http://ex%41mple.com/", "http://example.com/"),          # hosts are percent-decoded
+    ("http://0x7f.1/", "http://127.0.0.1/"),                   # and IPv4 forms normalised
+])
+def test_resolve_follows_the_url_standard(href, expected):
+    assert resolve(href, "http://h.example/a/b.html?z=1") == expected
+
+
+@pytest.mark.parametrize("href", ["http://exa mple.com/", "http://[::1/", "http://h.example:99999/",
+                                  "https://", "http://a%00b/", "mailto:x@h.example", "ftp://h.example/"])
+def test_resolve_gives_none_where_a_browser_fails_or_for_other_schemes(href):
+    assert resolve(href, "http://h.example/") is None
+
+
+def test_canonical_form_is_a_fixed_point_and_keeps_userinfo_and_ports():
+    for url in ["http://u:p@h.example:8080/a%2fb?b=&a=%7e", "https://h.example/%C3%A9|x", "http://[::1]:81/"]:
+        canon = canonicalize(url)
+        assert resolve(canon) == canon and canonicalize(canon) == canon
+
+
+def test_cached_resolution_agrees_with_the_parser_on_every_base():
+    """The per-directory cache must never hand one base's answer to another."""
+    cases = [c for c in json.loads(DATA.read_text()) if isinstance(c, dict)]
+    hrefs = [c["input"] for c in cases]
+    # Scheme-relative forms, in every spelling the parser folds together.
+    hrefs += [f"{s}{sep}{rest}" for s in ("http", "HTTP", "https", " http", "\thttp")
+              for sep in (":", ":\t", ":\n", ": ") for rest in ("", "?q", "#f", "x", "/x", "//x", "\\x", " ")]
+    bases = ["http://example.org/foo/bar", "http://example.org/foo/baz?x#y", "https://example.org/foo/bar",
+             "http://example.org/foo/", "http://other.example:81/foo/bar", "http://example.org/"]
+    clear_caches()
+    for base in bases:
+        for href, got in zip(hrefs, resolve_all(hrefs, base)):
+            assert got == reference(href, base), (href, base)
+
+
+def reference(href, base):
+    """The two steps of crawler.urls done directly, with no cache and no shortcut."""
+    try:
+        url = join_url(base, href)
+    except ValueError:
+        return None
+    if not url.startswith(("http://", "https://")):
+        return None
+    canon = canonicalize_url(url, keep_fragments=False)
+    return canon, urlsplit(canon).hostname
+
+
+def test_the_already_canonical_shortcut_agrees_with_w3lib():
+    urls = ["http://h.example/a/b.html", "http://h.example:8080/a-b_c.d~e/!$&'()*+,;=:@/",
+            "https://xn--bcher-kva.example/", "http://127.0.0.1/x//y/"]
+    for url in urls:
+        assert _ALREADY_CANONICAL(url) and canonicalize_url(url, keep_fragments=False) == url
+    for url in ["http://h.example/a b", "http://h.example/%7e", "http://h.example/a|b", "http://H.example/",
+                "http://u@h.example/", "http://[::1]/", "http://h.example/?a"]:
+        assert not _ALREADY_CANONICAL(url)
+
+
+def test_allowed_domains_are_spelled_as_hosts_are():
+    class Settings(FakeSettings):
+        class crawl(FakeSettings.crawl):
+            allowed_domains = ["Bücher.Example", "shop.example:8080", ".dotted.example."]
+    scope = Scope.from_settings(Settings, []).compile()
+    assert scope.allows(resolve("http://BÜCHER.example/a"))
+    assert scope.allows("http://www.shop.example/x") and scope.allows("http://dotted.example/")
+    assert not scope.allows("http://bucher.example/a")
+
+
+def test_huge_hrefs_resolve_but_are_not_kept():
+    clear_caches()
+    href = "/big?" + "x" * 100_000
+    assert resolve(href, "http://h.example/a/") == "http://h.example/big?" + "x" * 100_000 + "="
+    assert resolve("data:text/plain," + "y" * 100_000, "http://h.example/a/") is None
+    assert all(len(key[1]) < 5000 for key in urls._by_dir) and all(len(u) < 5000 for u in urls._by_absolute)
+
+
+def test_ipv6_domains_keep_their_colons():
+    class Settings(FakeSettings):
+        class crawl(FakeSettings.crawl):
+            allowed_domains = ["::1", "[2001:DB8::1]:8080"]
+    scope = Scope.from_settings(Settings, []).compile()
+    assert scope.allows(canonicalize("http://[::1]:8080/x")) and scope.allows(canonicalize("http://[2001:db8::1]/"))
+    assert not scope.allows(canonicalize("http://[::2]/"))
+
+
+@pytest.mark.parametrize("href,encoded", [
+    ("/a?q=é", "/a?q=%E9"),
+    ("/é?q=é#é", "/é?q=%E9#é"),          # only the query: the path and fragment are the parser's
+    ("/a#x?q=é", "/a#x?q=é"),             # a "?" after "#" is in the fragment
+    ("/a?q=€&r=✓", "/a?q=%80&r=%26%2310003%3B"),
+    ("/a?q=plain", "/a?q=plain"),
+])
+def test_encode_query_uses_the_pages_encoding_for_the_query_only(href, encoded):
+    assert encode_query(href, "cp1252") == encoded
+
+
+def test_resolve_with_a_legacy_encoding_and_the_cache_keep_pages_apart():
+    clear_caches()
+    assert resolve("s?q=中", "http://h.example/d/p", "gb18030") == "http://h.example/d/s?q=%D6%D0"
+    assert resolve("s?q=中", "http://h.example/d/p") == "http://h.example/d/s?q=%E4%B8%AD"
+    assert resolve("s?q=中", "http://h.example/d/p", "utf-16-le") == "http://h.example/d/s?q=%E4%B8%AD"

@@ -39,7 +39,6 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
-from urllib.parse import urljoin
 
 from crawler.errors import FetchError, HTTPStatusError, RobotsDenied, TooManyRedirects
 from crawler.messages import FetchJob, Page, utc_now_iso
@@ -221,7 +220,7 @@ class FetchPolicy:
         if not location:
             return None
         try:
-            target = canonicalize(urljoin(current, location.strip()))
+            target = canonicalize(location, current)
         except (BadURL, ValueError) as exc:
             raise TooManyRedirects(f"bad redirect target from {current}: {exc}") from None
         if target in seen:
@@ -274,7 +273,7 @@ def robots_step(url: str, resp: Response) -> RobotsAnswer | str:
     if resp.status not in REDIRECT_STATUSES or not location:
         return RobotsAnswer(resp.status, resp.body if 200 <= resp.status < 300 else b"")
     try:
-        return canonicalize(urljoin(url, location.strip()))
+        return canonicalize(location, url)
     except (BadURL, ValueError):
         return RobotsAnswer(resp.status)
 

@@ -24,12 +24,11 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from typing import Callable, Iterable, Iterator
-from urllib.parse import urljoin
 
 from lxml import etree
 
 from crawler.errors import FetchError
-from crawler.urls import BadURL, canonicalize, host_of
+from crawler.urls import BadURL, canonicalize, host_of, resolve
 
 MAX_INDEX_DEPTH = 3  # an index of indexes of indexes: deeper is not worth following
 MAX_FILES = 1000  # sitemap files read per crawl, at most
@@ -92,7 +91,7 @@ def discover(origins: Iterable[str], fetch: Callable[[str], bytes | None],
 
     def enqueue(url: str, base: str, depth: int) -> None:
         try:
-            url = canonicalize(urljoin(base, url))
+            url = canonicalize(url, base)
         except (BadURL, ValueError):
             return
         if url not in files and len(files) < max_files and depth <= MAX_INDEX_DEPTH:
@@ -112,23 +111,16 @@ def discover(origins: Iterable[str], fetch: Callable[[str], bytes | None],
         kind, locs = parse(inflate(body, max_bytes))
         for loc in locs:
             if kind == "sitemapindex":
-                target = _canonical_or_empty(urljoin(url, loc))
+                target = resolve(loc, url)
                 if target and allows(target):
                     enqueue(target, url, depth + 1)
                 continue
-            page = _canonical_or_empty(urljoin(url, loc))
+            page = resolve(loc, url)
             if page and hash(page) not in seen and allows(page):
                 seen.add(hash(page))
                 yield page
                 if len(seen) >= limit:
                     return
-
-
-def _canonical_or_empty(url: str) -> str:
-    try:
-        return canonicalize(url)
-    except (BadURL, ValueError):
-        return ""
 
 
 def polite_fetch(fetcher, scheduler=None, stop=None, *, max_bytes: int) -> Callable[[str], bytes | None]:
@@ -151,7 +143,7 @@ def polite_fetch(fetcher, scheduler=None, stop=None, *, max_bytes: int) -> Calla
                     scheduler.done(token)
             location = response.headers.get("location")
             if response.status in (301, 302, 303, 307, 308) and location:
-                url = _canonical_or_empty(urljoin(url, location))
+                url = resolve(location, url)
                 if not url:
                     return None
                 continue

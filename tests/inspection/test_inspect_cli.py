@@ -46,6 +46,19 @@ def test_validate_exits_0_on_good_files_across_shards(tmp_path):
     assert result.stdout.decode().strip() == "0 bad line(s) in 51 line(s) of 2 file(s)"
 
 
+def test_validate_checks_canonical_when_present_and_accepts_files_without_it(tmp_path):
+    path = tmp_path / "c.jsonl"
+    write_jsonl(path, [record("https://v.example/old"), record("https://v.example/a", canonical=None),
+                       record("https://v.example/b", canonical="https://v.example/c"),
+                       record("https://v.example/d", canonical=["https://v.example/c"])])
+    result = cli(path, "--validate")
+    assert result.returncode == 1
+    assert result.stdout.decode().splitlines() == [
+        f"{path}:4: canonical must be a string or null, got an array",
+        "1 bad line(s) in 4 line(s) of 1 file(s)",
+    ]
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["missing.jsonl"], "missing.jsonl: no such file"),
     (["nothing-*.jsonl"], "nothing-*.jsonl: no file matches this pattern"),

@@ -50,6 +50,15 @@ def test_each_broken_rule_is_named(change, problem):
     assert len(problems) == 1 and problem in problems[0], problems
 
 
+def test_canonical_is_checked_when_present_and_may_be_absent():
+    assert "canonical" not in record() and validate_record(record()) == []
+    assert validate_record(record(canonical=None)) == []
+    assert validate_record(record(canonical="https://example.com/c")) == []
+    assert validate_record(record(canonical=3)) == ["canonical must be a string or null, got an integer"]
+    assert validate_record(record(canonical="")) == ["canonical is empty"]
+    assert decode_batch([orjson.dumps(record())])[0].canonical is None
+
+
 def test_missing_keys_are_listed_in_record_order():
     rec = record()
     del rec["status"], rec["error"]

@@ -73,7 +73,7 @@ def test_record_has_every_contract_field_in_order():
     r = record(parse_page(page(PRODUCT), state()))
     assert list(r) == ["url", "final_url", "status", "fetched_at", "depth", "referrer", "content_type",
                        "bytes", "elapsed_ms", "attempts", "crawl_id", "rule", "data", "links",
-                       "changed", "error"]
+                       "changed", "error", "canonical"]
     assert r["error"] is None and r["bytes"] == len(PRODUCT)
 
 
@@ -167,3 +167,50 @@ def test_failing_callable_is_a_parse_error_record(tmp_path, monkeypatch):
     r = record(result)
     assert r["error"] == {"type": "parse", "message": "ValueError: boom"}
     assert result.error_type == "parse"
+
+
+@pytest.mark.parametrize("head,canonical", [
+    ('<link rel="canonical" href="/dir/page.html?b=2&amp;a=1#x">', "http://127.0.0.1:8000/dir/page.html?a=1&b=2"),
+    ('<link rel="Alternate CANONICAL" href="..\\other.html">', "http://127.0.0.1:8000/other.html"),
+    ('<base href="http://127.0.0.9/b/"><link rel="canonical" href="c.html">', "http://127.0.0.9/b/c.html"),
+    ('<link rel="canonical" href="page.html#top">', None),  # the page itself
+    ('<link rel="canonical" href="mailto:a@b.c">', None),
+    ('<link rel="canonical" href="http://exa mple.com/">', None),  # a browser fails to parse it
+    ('<link rel="stylesheet" href="/s.css">', None),
+    ("", None),
+])
+def test_link_rel_canonical_is_recorded_resolved_like_a_link(head, canonical):
+    body = f"<html><head><title>t</title>{head}</head><body><a href='/a'>a</a></body></html>".encode()
+    result = parse_page(page(body), state())
+    assert record(result)["canonical"] == canonical
+    assert record(result)["links"] == 1  # a link, not a link of the page
+
+
+def test_canonical_is_repeated_for_an_unchanged_page_on_a_recrawl():
+    body = b'<html><head><link rel="canonical" href="/c.html"></head><body></body></html>'
+    first = parse_page(page(body), state())
+    assert record(first)["canonical"] == "http://127.0.0.1:8000/c.html"
+    again = page(body)
+    again.job.content_hash, again.job.snapshot = first.content_hash, first.snapshot
+    r = record(parse_page(again, state()))
+    assert r["changed"] is False and r["canonical"] == "http://127.0.0.1:8000/c.html"
+    old_snapshot = orjson.dumps(["page", {"title": "t"}, 3])  # written before `canonical` existed
+    again.job.snapshot = old_snapshot
+    r = record(parse_page(again, state()))
+    assert (r["changed"], r["links"], r["canonical"]) == (False, 3, None)
+
+
+@pytest.mark.parametrize("encoding,declared,query", [
+    ("gbk", "gbk", "q=%D6%D0%CE%C4"),                           # a legacy page: its own encoding
+    ("cp1252", "iso-8859-1", "q=%E9%80%26%2310003%3B"),         # a missing character: &#10003;
+    ("utf-8", "utf-8", "q=%E4%B8%AD%E6%96%87"),
+])
+def test_a_query_is_encoded_in_the_pages_encoding_and_a_path_in_utf8(encoding, declared, query):
+    """The URL Standard's encoding override, as browsers apply it to links."""
+    text = {"gbk": "中文", "cp1252": "é€✓", "utf-8": "中文"}[encoding]
+    body = (f'<html><head><meta charset="{declared}"></head><body><a href="/s?q={text}#f">s</a>'
+            f'<a href="/é/?q={text}">p</a><a href="http:x.html?{text}">x</a></body></html>')
+    payload = body.encode(encoding, errors="xmlcharrefreplace")  # the page as served
+    links = [u for u, _ in parse_page(page(payload), state()).links]
+    assert links == [f"http://127.0.0.1:8000/s?{query}", f"http://127.0.0.1:8000/%C3%A9/?{query}",
+                     f"http://127.0.0.1:8000/dir/x.html?{query.partition('=')[2]}="]
