@@ -98,9 +98,9 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
     facts = dict(status=page.status, etag=page.etag or job.etag,
                  last_modified=page.last_modified or job.last_modified, final_url=page.final_url)
     if job.snapshot is not None and (page.status == 304 or (digest is not None and digest == job.content_hash)):
-        rule, data, links = orjson.loads(job.snapshot)
+        rule, data, links, *problems = orjson.loads(job.snapshot)
         record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False)
-        return ParseResult(job.id, encode(record), changed=False, content_hash=job.content_hash,
+        return ParseResult(job.id, encode(record, *problems), changed=False, content_hash=job.content_hash,
                            snapshot=job.snapshot, **facts)
     changed = True if cfg.recrawl else None
     if not is_html(page):
@@ -112,7 +112,7 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         directives = meta_robots(tree) if (cfg.obey_robots and tree is not None) else set()
         url = page.final_url or job.url
         rule = None if "noindex" in directives else state.rules.rule_for(job.url)
-        data = rule.apply(url, tree, lambda: text) if rule is not None else {}
+        data, problems = rule.apply(url, tree, lambda: text) if rule is not None else ({}, None)
         links: list[str] = []
         if "nofollow" not in directives:
             links = extract_links(tree, url, obey_nofollow=cfg.obey_robots, limit=cfg.max_links)
@@ -123,8 +123,8 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
             links = state.new_links(links)
         rule_name = rule.name if rule else None
         record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed)
-        return ParseResult(job.id, encode(record), links, changed=changed, content_hash=digest,
-                           snapshot=snapshot(rule_name, data, found), **facts)
+        return ParseResult(job.id, encode(record, problems), links, changed=changed, content_hash=digest,
+                           snapshot=snapshot(rule_name, data, found, problems), **facts)
     except Exception as exc:  # hostile HTML or a failing user callable: one parse error record
         message = f"{type(exc).__name__}: {exc}"[:500]
         record = record_for(page, cfg.crawl_id, error=("parse", message), changed=changed)
@@ -138,8 +138,9 @@ def error_result(page: Page, crawl_id: str) -> ParseResult:
                        status=page.status, final_url=page.final_url)
 
 
-def snapshot(rule: str | None, data: dict, links: int) -> bytes:
-    return orjson.dumps([rule, data, links], default=str)
+def snapshot(rule: str | None, data: dict, links: int, problems: dict | None = None) -> bytes:
+    # [rule, data, links], plus the record's missing/invalid keys when there are any.
+    return orjson.dumps([rule, data, links, problems] if problems else [rule, data, links], default=str)
 
 
 def main(conn, config: WorkerConfig) -> None:
