@@ -22,6 +22,8 @@ The packages, in the order a URL travels:
 - ``sinks`` (top level): the writer process and the record schema.
 - ``crawler.inspection``: ``crawler inspect``, which reads output files back.
 - ``crawler.demo``: ``crawler demo`` and the sample site the tests and bench crawl.
+- ``crawler.replay``: ``crawler extract``, the rules re-run over WARC files offline
+  (the parser pool and the writer, fed from a WARC instead of the fetchers).
 
 Beside them, the neutral modules every stage may use: messages.py (the types that
 cross threads and processes), urls.py, errors.py, settings.py (+ defaults.toml), rules.py
