@@ -65,6 +65,7 @@ class ParseSettings:
 @dataclass(frozen=True)
 class OutputSettings:
     path: str
+    warc: str  # [added] "" = no WARC capture
 
 
 @dataclass(frozen=True)

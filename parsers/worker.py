@@ -22,6 +22,7 @@ from parsers.decode import decode
 from parsers.extract import RuleSet
 from parsers.links import extract_links, meta_robots
 from sinks.jsonl import encode, record_for
+from sinks.warc import page_records
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Results go back in batches of at most this many pages, one message each: the
@@ -40,6 +41,7 @@ class WorkerConfig:
     max_depth: int
     max_links: int
     recrawl: bool = False  # a later run of a scheduled crawl: set `changed`
+    warc_gzip: bool = True  # [output] warc ends in .gz: each WARC record is its own gzip member
 
 
 class WorkerState:
@@ -83,6 +85,14 @@ def is_html(page: Page) -> bool:
 
 
 def parse_page(page: Page, state: WorkerState) -> ParseResult:
+    """One page in, one record, its new links and (with [output] warc) its WARC records out."""
+    result = _parse_page(page, state)
+    if page.exchanges and not result.warc:  # error pages have theirs already
+        result.warc = page_records(page, state.config.warc_gzip)
+    return result
+
+
+def _parse_page(page: Page, state: WorkerState) -> ParseResult:
     """One page in, one record (and its new links) out.
 
     On a recrawl (``config.recrawl``) a page that answered 304, or whose body hashes as
@@ -93,7 +103,7 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
     cfg = state.config
     job = page.job
     if page.error is not None:
-        return error_result(page, cfg.crawl_id)
+        return error_result(page, cfg.crawl_id, cfg.warc_gzip)
     digest = content_hash(page.body) if page.body else None
     facts = dict(status=page.status, etag=page.etag or job.etag,
                  last_modified=page.last_modified or job.last_modified, final_url=page.final_url)
@@ -132,10 +142,12 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
                            final_url=page.final_url)
 
 
-def error_result(page: Page, crawl_id: str) -> ParseResult:
-    """The record of a page that could not be fetched (it is never parsed)."""
+def error_result(page: Page, crawl_id: str, warc_gzip: bool = True) -> ParseResult:
+    """The record of a page that could not be fetched (it is never parsed), and the WARC
+    records of the exchanges it made, if captured."""
     return ParseResult(page.job.id, encode(record_for(page, crawl_id)), error_type=page.error[0],
-                       status=page.status, final_url=page.final_url)
+                       status=page.status, final_url=page.final_url,
+                       warc=page_records(page, warc_gzip) if page.exchanges else b"")
 
 
 def snapshot(rule: str | None, data: dict, links: int, problems: dict | None = None) -> bytes:

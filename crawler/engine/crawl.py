@@ -113,6 +113,10 @@ class Crawl:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             if not has_placeholders(self.output_template) and self.output.exists():
                 self.output.write_bytes(b"")
+            warc = self.settings.output.warc
+            if warc and not has_placeholders(warc):  # the WARC goes with the output it was written with
+                Path(warc).unlink(missing_ok=True)
+                Path(warc + ".offsets").unlink(missing_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> CrawlResult:
@@ -149,8 +153,11 @@ class Crawl:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             same_file = frontier.get_meta("output_path") == str(self.output)
             committed = frontier.get_meta("output_size") if same_file else None
+            warc = (s.output.warc.replace("{crawl_id}", crawl_id).replace("{date}", frontier.get_meta("run_started")[:10])
+                    if s.output.warc else None)
             writer = WriterProcess(ctx, str(self.output), int(committed) if committed is not None else None,
-                                   frontier.get_meta("output_tail") if same_file else None)
+                                   frontier.get_meta("output_tail") if same_file else None,
+                                   warc=(warc, crawl_id) if warc else None)
             status, message = writer.handshake()
             if status != "ready":
                 raise (StateError if status in ("locked", "short", "replaced") else AbortError)(message)
@@ -172,12 +179,14 @@ class Crawl:
             user_agent = s.crawl.user_agent or default_user_agent()
             config = WorkerConfig(crawl_id=crawl_id, rules=s.parse.rules, scope=scope,
                                   obey_robots=s.crawl.obey_robots, max_depth=s.crawl.max_depth,
-                                  max_links=s.crawl.max_links_per_page, recrawl=run_number > 1)
+                                  max_links=s.crawl.max_links_per_page, recrawl=run_number > 1,
+                                  warc_gzip=not s.output.warc.endswith(".warc"))
             pool = ParserPool(s.parse_workers, config, on_result=lambda r: self.events.put(Parsed(r)))
             guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
                                  trusted_hosts={host_of(u) for u in self.seeds})
             policy = FetchPolicy(s.fetch, user_agent, scope=scope.compile(), scheduler=scheduler,
                                  stop=self.stop_event, claim=self._claim_hook(frontier))
+            policy.capture = bool(warc)
             fetcher = self._make_fetcher(policy, guard)
             if s.crawl.obey_robots:
                 policy.robots = RobotsCache(user_agent, fetcher.fetch_robots)
@@ -319,7 +328,7 @@ class Crawl:
             request_log.info("%s %s (%.0f ms, %d attempt%s)", what, job.url, page.elapsed_ms,
                              page.attempts, "" if page.attempts == 1 else "s")
         if page.error is not None:
-            self.events.put(Parsed(error_result(page, crawl_id)))
+            self.events.put(Parsed(error_result(page, crawl_id, not self.settings.output.warc.endswith(".warc"))))
             return
         try:
             pool.submit(page)

@@ -60,10 +60,19 @@ def _answer(record) -> _Answer | None:
 def _page(job_id: int, url: str, answer: _Answer, meta: dict[str, str]) -> Page:
     job = FetchJob(id=job_id, url=url, host=host_of(url) or "", depth=int(meta.get("depth", 0)),
                    referrer=meta.get("via") or None)
-    return Page(job=job, fetched_at=meta.get("fetchedAt", answer.fetched_at), final_url=answer.url,
+    page = Page(job=job, fetched_at=meta.get("fetchedAt", answer.fetched_at), final_url=answer.url,
                 status=answer.status, content_type=answer.content_type, charset=answer.charset,
                 body=answer.body, elapsed_ms=float(meta.get("fetchTimeMs", 0.0)),
                 attempts=int(meta.get("attempts", 1)), etag=answer.etag, last_modified=answer.last_modified)
+    # As the fetch recorded it (crawler.fetch.policy.FetchPolicy.page): a page with an error
+    # has no body to parse, nor has one whose fetch ended at a redirect to a known URL.
+    if meta.get("errorType"):
+        page.error, page.body = (meta["errorType"], meta.get("errorMessage", "")), b""
+    elif answer.status is not None and answer.status >= 400 and not meta:
+        page.error, page.body = ("http", f"HTTP {answer.status}"), b""
+    if meta.get("finalURI") and meta["finalURI"] != answer.url:
+        page.final_url, page.body, page.content_type, page.charset = meta["finalURI"], b"", None, None
+    return page
 
 
 def _is_robots(url: str) -> bool:

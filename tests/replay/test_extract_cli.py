@@ -7,7 +7,6 @@ import io
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from crawler.demo.shop.server import Response, Site
 from sinks.schema import validate_record
 
 RULES = """
