@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import OUR_SETTINGS, ROOT, SiteProcess  # noqa: E402
+from run import OUR_SETTINGS, SiteProcess  # noqa: E402
 
 from crawler.demo.shop.catalog import rules_toml  # noqa: E402
 

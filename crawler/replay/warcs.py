@@ -1,6 +1,7 @@
 """WARC records back into Pages (the fetchers' hand-off to the parser pool).
 
-A WARC this crawler wrote (its ``warcinfo`` names ``software: crawler/...``) holds, per
+Read with FastWARC (about 6x less CPU per record than warcio, which writes them). A WARC
+this crawler wrote (its ``warcinfo`` names ``software: crawler/...``) holds, per
 record of the JSON lines, every HTTP exchange of that fetch (robots.txt, redirect hops,
 the final answer) followed by one ``metadata`` record whose ``WARC-Target-URI`` is the URL
 that was requested and whose ``WARC-Refers-To`` is the final response (or revisit). So a
@@ -18,8 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
+from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from crawler.errors import UsageError
 from crawler.fetch.policy import split_content_type
@@ -46,15 +46,10 @@ def _answer(record) -> _Answer | None:
     http = record.http_headers
     if http is None:
         return None
-    try:
-        status = int(http.get_statuscode())
-    except (TypeError, ValueError):
-        status = None
-    content_type, charset = split_content_type(http.get_header("Content-Type"))
-    body = record.content_stream().read()
-    return _Answer(record.rec_headers.get_header("WARC-Target-URI"), status, content_type, charset, body,
-                   warc_date_to_record(record.rec_headers.get_header("WARC-Date")),
-                   http.get_header("ETag"), http.get_header("Last-Modified"))
+    content_type, charset = split_content_type(http.get("Content-Type"))
+    body = record.reader.read()  # Content- and Transfer-Encoding decoded (auto_decode)
+    return _Answer(record.headers.get("WARC-Target-URI"), http.status_code, content_type, charset, body,
+                   warc_date_to_record(record.headers.get("WARC-Date")), http.get("ETag"), http.get("Last-Modified"))
 
 
 def _page(job_id: int, url: str, answer: _Answer, meta: dict[str, str]) -> Page:
@@ -75,6 +70,11 @@ def _page(job_id: int, url: str, answer: _Answer, meta: dict[str, str]) -> Page:
     return page
 
 
+# Requests are skipped unparsed: a page is rebuilt from its answer and its metadata.
+_TYPES = WarcRecordType.warcinfo | WarcRecordType.response | WarcRecordType.revisit | WarcRecordType.metadata
+_ANSWERS = (WarcRecordType.response, WarcRecordType.revisit)
+
+
 def _is_robots(url: str) -> bool:
     return url.split("?", 1)[0].endswith("/robots.txt")
 
@@ -88,36 +88,31 @@ def read_pages(paths: list[str], counts: dict[str, int] | None = None) -> Iterat
         ours = False
         answers: dict[str, _Answer] = {}  # this page's exchanges, until its metadata record
         try:
-            with open(path, "rb") as f:
-                for record in ArchiveIterator(f):
-                    counts["records"] += 1
-                    kind = record.rec_type
-                    if kind == "warcinfo":
-                        fields = parse_warc_fields(record.content_stream().read())
-                        ours = ours or fields.get("software", "").startswith(SOFTWARE_PREFIX)
-                    elif kind in ("response", "revisit"):
-                        answer = _answer(record)
-                        if answer is None:
-                            continue
-                        if ours:
-                            answers[record.rec_headers.get_header("WARC-Record-ID")] = answer
-                        elif kind == "response" and not _is_robots(answer.url):
-                            job_id += 1
-                            yield _page(job_id, answer.url, answer, {})
-                    elif kind == "metadata" and ours:
-                        refers = record.rec_headers.get_header("WARC-Refers-To")
-                        meta = parse_warc_fields(record.content_stream().read())
-                        answer = answers.get(refers)
-                        answers.clear()
-                        if answer is not None:
-                            job_id += 1
-                            yield _page(job_id, record.rec_headers.get_header("WARC-Target-URI"), answer, meta)
-        except FileNotFoundError:
-            raise UsageError(f"{path}: WARC file not found") from None
-        except IsADirectoryError:
-            raise UsageError(f"{path}: is a directory, not a WARC file") from None
-        except ArchiveLoadFailed as exc:
-            raise UsageError(f"{path}: not a readable WARC file: {exc.msg}") from None
+            for record in ArchiveIterator(path, record_types=_TYPES, parse_http=True, auto_decode="all",
+                                          fsspec_args=False):
+                counts["records"] += 1
+                kind = record.record_type
+                if kind == WarcRecordType.warcinfo:
+                    fields = parse_warc_fields(record.reader.read())
+                    ours = ours or fields.get("software", "").startswith(SOFTWARE_PREFIX)
+                elif kind in _ANSWERS:
+                    answer = _answer(record)
+                    if answer is None:
+                        continue
+                    if ours:
+                        answers[record.record_id] = answer
+                    elif kind == WarcRecordType.response and not _is_robots(answer.url):
+                        job_id += 1
+                        yield _page(job_id, answer.url, answer, {})
+                elif kind == WarcRecordType.metadata and ours:
+                    meta = parse_warc_fields(record.reader.read())
+                    answer = answers.get(record.headers.get("WARC-Refers-To"))
+                    answers.clear()
+                    if answer is not None:
+                        job_id += 1
+                        yield _page(job_id, record.headers.get("WARC-Target-URI"), answer, meta)
+        except OSError as exc:  # unreadable, or not a WARC after all (fastwarc says which)
+            raise UsageError(f"{path}: not a readable WARC file: {exc}") from None
 
 
 _MAGIC = (b"WARC/", b"\x1f\x8b", b"filedesc://")  # WARC, gzipped WARC, ARC (warcio reads all three)
