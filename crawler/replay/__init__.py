@@ -3,7 +3,7 @@
 ::
 
     WARC files ──► warcs.py ──Page──► ParserPool ──ParseResult──► extract.py ──lines──► Writer process
-                   (warcio: responses     (the crawl's own     (batches, acks,        (the crawl's own
+                   (FastWARC: responses   (the crawl's own     (batches, acks,        (the crawl's own
                     back into Pages)       parser processes)    progress, summary)     writer)
 
 Crawl once with ``[output] warc`` set, then iterate on ``[[parse.rules]]`` in seconds: no

@@ -115,7 +115,7 @@ def read_pages(paths: list[str], counts: dict[str, int] | None = None) -> Iterat
             raise UsageError(f"{path}: not a readable WARC file: {exc}") from None
 
 
-_MAGIC = (b"WARC/", b"\x1f\x8b", b"filedesc://")  # WARC, gzipped WARC, ARC (warcio reads all three)
+_MAGIC = (b"WARC/", b"\x1f\x8b")  # WARC, gzipped WARC
 
 
 def check_paths(paths: list[str]) -> None:
