@@ -26,6 +26,11 @@ from urllib.parse import urlsplit
 SOFTWARE_PREFIX = "crawler/"
 
 
+def gzipped(path: str) -> bool:
+    """A WARC is written one gzip member per record unless its name ends in ".warc"."""
+    return not path.endswith(".warc")
+
+
 def parse_warc_fields(data: bytes) -> dict[str, str]:
     """``application/warc-fields`` ("name: value" lines) as a dict."""
     out = {}
@@ -154,7 +159,7 @@ class WarcFile:
     def __init__(self, path: str, crawl_id: str):
         self.path, self.crawl_id = path, crawl_id
         self.offsets_path = path + ".offsets"
-        self.gzip = not path.endswith(".warc")
+        self.gzip = gzipped(path)
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -41,6 +41,7 @@ from crawler.settings import Settings
 from crawler.urls import Scope, host_of
 from parsers.pool import ParserPool
 from parsers.worker import WorkerConfig, error_result
+from sinks.warc import gzipped
 from sinks.writer import WriterProcess
 
 log = logging.getLogger("crawler")
@@ -180,7 +181,7 @@ class Crawl:
             config = WorkerConfig(crawl_id=crawl_id, rules=s.parse.rules, scope=scope,
                                   obey_robots=s.crawl.obey_robots, max_depth=s.crawl.max_depth,
                                   max_links=s.crawl.max_links_per_page, recrawl=run_number > 1,
-                                  warc_gzip=not s.output.warc.endswith(".warc"))
+                                  warc_gzip=gzipped(s.output.warc))
             pool = ParserPool(s.parse_workers, config, on_result=lambda r: self.events.put(Parsed(r)))
             guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
                                  trusted_hosts={host_of(u) for u in self.seeds})
@@ -328,7 +329,7 @@ class Crawl:
             request_log.info("%s %s (%.0f ms, %d attempt%s)", what, job.url, page.elapsed_ms,
                              page.attempts, "" if page.attempts == 1 else "s")
         if page.error is not None:
-            self.events.put(Parsed(error_result(page, crawl_id, not self.settings.output.warc.endswith(".warc"))))
+            self.events.put(Parsed(error_result(page, crawl_id, gzipped(self.settings.output.warc))))
             return
         try:
             pool.submit(page)

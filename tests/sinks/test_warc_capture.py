@@ -147,3 +147,19 @@ def test_a_recrawl_stores_304_answers_as_revisit_records(serve, cli, tmp_path):
     recs = warc_records(tmp_path / "out.warc.gz")
     assert [uri for kind, uri, *_ in recs if kind == "response" and uri.endswith("/b")] == \
         [server.url("127.0.0.1", "/b")] * 2  # the first crawl's and the changed one
+
+
+def test_fresh_starts_the_warc_over_with_the_output(serve, cli, tmp_path):
+    site = Site()
+    server = serve(site, ["127.0.0.1"])
+    site.add("127.0.0.1", "/", Response.html('<html><title>home</title><a href="/a">a</a></html>'))
+    site.add("127.0.0.1", "/a", Response.html("<html><title>a</title></html>"))
+    for extra in ((), ("--fresh",)):
+        run = cli("crawl", server.url("127.0.0.1", "/"), "-o", "out.jsonl", "-q", *extra, settings=FAST + WARC)
+        assert run.code == 0, run.stderr
+    recs = warc_records(tmp_path / "out.warc.gz")
+    assert [kind for kind, *_ in recs].count("warcinfo") == 1
+    assert sorted(uri for kind, uri, *_ in recs if kind == "metadata") == sorted(r["url"] for r in run.records)
+    offsets = (tmp_path / "out.warc.gz.offsets").read_text().split()
+    assert int(offsets[-2]) == (tmp_path / "out.jsonl").stat().st_size
+    assert int(offsets[-1]) == (tmp_path / "out.warc.gz").stat().st_size
