@@ -205,6 +205,8 @@ def test_inspect_counts_incomplete_records_selects_them_and_validates_the_new_ke
     assert "2 record(s) without required fields" in text and "price 2" in text
     listed = cli("inspect", "out.jsonl", "--where", "missing", "--format", "json").stdout.splitlines()
     assert sorted(json.loads(line)["url"] for line in listed) == [base + "/r/bad-price", base + "/r/no-price"]
+    quoted = cli("inspect", "out.jsonl", "--where", '"missing" != null', "--format", "json").stdout.splitlines()
+    assert sorted(quoted) == sorted(listed)  # the optional keys are record keys for --where, quoted or not
     only_price = cli("inspect", "out.jsonl", "--where", "contains(missing, 'name')", "--format", "json")
     assert [json.loads(line)["url"] for line in only_price.stdout.splitlines()] == [base + "/r/bad-price"]
     assert cli("inspect", "out.jsonl", "--validate").code == 0

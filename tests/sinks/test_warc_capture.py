@@ -64,8 +64,8 @@ def test_warc_holds_one_response_per_fetched_url_with_matching_digests(shop, cli
 def test_extract_over_the_crawl_warc_gives_the_crawl_records_in_a_fraction_of_the_time(shop, cli, tmp_path):
     served = shop(300, hosts=2)
     catalog = served.catalog
-    # a polite crawl (a small delay per host), as crawls are
-    settings = FAST.replace("per_host_delay = 0", "per_host_delay = 0.01") + catalog.rules_toml + WARC
+    # a polite crawl (a small delay per host: at least 6 s here), as crawls are
+    settings = FAST.replace("per_host_delay = 0", "per_host_delay = 0.02") + catalog.rules_toml + WARC
     started = time.monotonic()
     crawl = cli("crawl", *catalog.seeds, "-o", "out.jsonl", "-q", settings=settings)
     crawl_s = time.monotonic() - started
