@@ -217,6 +217,8 @@ def build(merged: dict, source: str) -> Settings:
     for pattern_key in ("allow", "deny"):
         for i, pattern in enumerate(getattr(settings.crawl, pattern_key)):
             compile_regex(pattern, f"{source}: [crawl] {pattern_key}[{i}]")
+    if settings.output.warc and os.path.abspath(settings.output.warc) == os.path.abspath(settings.output.path):
+        raise UsageError(f"{source}: [output] warc: {settings.output.warc!r} is the JSON-lines output itself")
     return settings
 
 

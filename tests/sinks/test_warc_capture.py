@@ -163,3 +163,9 @@ def test_fresh_starts_the_warc_over_with_the_output(serve, cli, tmp_path):
     offsets = (tmp_path / "out.warc.gz.offsets").read_text().split()
     assert int(offsets[-2]) == (tmp_path / "out.jsonl").stat().st_size
     assert int(offsets[-1]) == (tmp_path / "out.warc.gz").stat().st_size
+
+
+def test_a_warc_path_equal_to_the_output_exits_2_naming_the_key(cli, tmp_path):
+    run = cli("crawl", "http://127.0.0.1:9/", "-o", "out.jsonl", settings='[output]\nwarc = "out.jsonl"\n')
+    assert run.code == 2
+    assert run.stderr.strip().endswith("[output] warc: 'out.jsonl' is the JSON-lines output itself")
