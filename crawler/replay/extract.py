@@ -115,17 +115,19 @@ def run_extract(settings: Settings, warcs: list[str], output: str, progress=None
     counts = {"records": 0, "pages": 0}
     started = time.monotonic()
     sink = _Sink(writer, result, progress, lambda: counts["pages"])
-    pool = ParserPool(settings.parse_workers, config, on_result=sink.results.put)
+    pool = None
     try:
+        pool = ParserPool(settings.parse_workers, config, on_result=sink.results.put)
         for page in read_pages(warcs, counts):
             if sink.failure is not None:
                 break
             counts["pages"] += 1
             pool.submit(page)
         pool.close()
-    except BaseException:
-        pool.terminate_broken(RuntimeError("extract aborted"))
-        pool.close()
+    except BaseException:  # Ctrl-C, an unreadable WARC: what was parsed is still written
+        if pool is not None:
+            pool.terminate_broken(RuntimeError("extract aborted"))
+            pool.close()
         raise
     finally:
         sink.results.put(None)
@@ -133,7 +135,7 @@ def run_extract(settings: Settings, warcs: list[str], output: str, progress=None
         writer.close()
     if sink.failure is not None:
         raise sink.failure
-    if pool.broken is not None:
+    if pool is not None and pool.broken is not None:
         raise AbortError(f"parser pool broken: {pool.broken}")
     result.warc_records = counts["records"]
     result.elapsed = time.monotonic() - started
