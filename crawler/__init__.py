@@ -22,10 +22,12 @@ The packages, in the order a URL travels:
 - ``sinks`` (top level): the writer process and the record schema.
 - ``crawler.inspection``: ``crawler inspect``, which reads output files back.
 - ``crawler.demo``: ``crawler demo`` and the sample site the tests and bench crawl.
+- ``crawler.replay``: ``crawler extract``, the rules re-run over WARC files offline
+  (the parser pool and the writer, fed from a WARC instead of the fetchers).
 
 Beside them, the neutral modules every stage may use: messages.py (the types that
-cross threads and processes), urls.py, errors.py, settings.py (+ defaults.toml) and
-procname.py; and the surfaces: api.py (the Python API), cli.py and __main__.py.
+cross threads and processes), urls.py, errors.py, settings.py (+ defaults.toml), rules.py
+([[parse.rules]] types and checks) and procname.py; and the surfaces: api.py (the Python API), cli.py and __main__.py.
 The import rules between these are contracts in pyproject.toml, checked by the tests.
 """
 

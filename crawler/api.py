@@ -21,6 +21,7 @@ from crawler.errors import UsageError
 from crawler.engine.crawl import Crawl, CrawlResult
 from crawler.engine.progress import Progress, wants_progress
 from crawler.engine.seeds import read_seeds, require_seeds
+from crawler.replay.extract import ExtractResult
 from crawler.settings import Settings, key_section, load_settings
 
 
@@ -63,6 +64,23 @@ def crawl(seeds: Iterable[str] = (), *, seeds_files: Iterable[str] | str = (), s
         return job.run()
 
 
+DEFAULT_EXTRACT_OUTPUT = "extract.jsonl"
+
+
+def extract(warcs: Iterable[str | os.PathLike], *, settings: str | os.PathLike | None = None,
+            output: str | os.PathLike | None = None, progress: bool = False, **overrides: Any) -> ExtractResult:
+    """Re-run the current ``[[parse.rules]]`` over WARC files, offline, into ``output``
+    (default ``extract.jsonl``, rewritten from the start): the same parser processes, writer
+    and record format as a crawl, and no network."""
+    from crawler.replay.extract import run_extract
+
+    conf = resolve_settings(settings, overrides)
+    out = str(output or DEFAULT_EXTRACT_OUTPUT)
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(Progress()) if progress else None
+        return run_extract(conf, [str(w) for w in warcs], out, bar)
+
+
 @contextlib.contextmanager
 def _stop_on_signals(job: Crawl):
     """First SIGINT/SIGTERM: drain and save. Second: exit at once (still resumable)."""
@@ -83,4 +101,4 @@ def _stop_on_signals(job: Crawl):
             signal.signal(sig, old)
 
 
-__all__ = ["crawl", "resolve_settings", "CrawlResult", "wants_progress"]
+__all__ = ["crawl", "extract", "resolve_settings", "CrawlResult", "ExtractResult", "wants_progress"]

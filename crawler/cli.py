@@ -1,4 +1,5 @@
-"""The command line: a thin layer over crawler.api (DESIGN §3 "Command line").
+"""The command line: a thin layer over crawler.api (DESIGN §3 "Command line"):
+crawl, schedule, inspect, extract and demo.
 
 Exit codes: 0 finished (failed pages are still records), 1 aborted (resumable),
 2 usage or configuration error, 130 interrupted.
@@ -93,6 +94,15 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return scheduler.run()
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from crawler.api import extract, wants_progress
+
+    result = extract(args.warcs, settings=args.config, output=args.output, progress=wants_progress(args.quiet))
+    if not args.quiet:
+        print(result.summary(), file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from crawler.demo.command import run_demo
 
@@ -145,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--hosts", type=int, default=10, metavar="N", help="busiest hosts to show (default: 10)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("extract", help="re-run the parse rules over WARC files, offline (crawl once, extract many)")
+    p.add_argument("warcs", nargs="+", metavar="WARC", help="WARC files ([output] warc of a crawl, or any WARC)")
+    p.add_argument("-c", "--config", metavar="settings.toml",
+                   help="settings file (default: ./settings.toml if present, else the packaged defaults)")
+    p.add_argument("-o", "--output", metavar="out.jsonl",
+                   help="JSON-lines output, rewritten from the start (default: extract.jsonl)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("demo", help="crawl the bundled sample site on loopback")
     p.add_argument("--output-dir", default="demo-output", help="where the demo writes (default: demo-output)")

@@ -49,6 +49,9 @@ class Page:
     error: tuple[str, str] | None = None  # (type, message), see crawler.errors.ERROR_TYPES
     etag: str | None = None
     last_modified: str | None = None
+    # [added] Only with [output] warc: every HTTP exchange of this fetch, robots.txt and
+    # redirect hops included, as crawler.fetch.capture.Exchange tuples (plain data).
+    exchanges: list[tuple] | None = None
 
     # Pages cross a pipe as plain tuples: pickling a dataclass costs ~4x more, because
     # pickle looks its class up by name every time, and this happens once per page.
@@ -57,7 +60,8 @@ class Page:
         return ((j.id, j.url, j.host, j.depth, j.referrer, j.etag, j.last_modified, j.content_hash,
                  j.snapshot),
                 self.fetched_at, self.final_url, self.status, self.content_type, self.charset,
-                self.body, self.elapsed_ms, self.attempts, self.error, self.etag, self.last_modified)
+                self.body, self.elapsed_ms, self.attempts, self.error, self.etag, self.last_modified,
+                self.exchanges)
 
     @staticmethod
     def unpack(t: tuple) -> "Page":
@@ -80,10 +84,11 @@ class ParseResult:
     last_modified: str | None = None
     snapshot: bytes | None = None
     final_url: str | None = None  # where redirects ended: that URL is covered by this record
+    warc: bytes = b""  # [added] the page's WARC records (sinks/warc.py), with [output] warc
 
     def pack(self) -> tuple:
         return (self.job_id, self.line, self.links, self.error_type, self.content_hash, self.changed,
-                self.status, self.etag, self.last_modified, self.snapshot, self.final_url)
+                self.status, self.etag, self.last_modified, self.snapshot, self.final_url, self.warc)
 
     @staticmethod
     def unpack(t: tuple) -> "ParseResult":

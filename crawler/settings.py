@@ -12,9 +12,7 @@ one line that names the file, the key and, for parse rules, the rule.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
-import re
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import UsageError
+from crawler.rules import FieldRule, Rule, build_rules, closest, compile_regex, resolve_callable  # noqa: F401 (re-exported)
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 
@@ -58,22 +57,6 @@ class FetchSettings:
 
 
 @dataclass(frozen=True)
-class FieldRule:
-    name: str
-    xpath: str | None = None
-    regex: str | None = None
-    many: bool = False
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    match: str
-    fields: tuple[FieldRule, ...] = ()
-    callable: str | None = None
-
-
-@dataclass(frozen=True)
 class ParseSettings:
     workers: int
     rules: tuple[Rule, ...]
@@ -82,6 +65,7 @@ class ParseSettings:
 @dataclass(frozen=True)
 class OutputSettings:
     path: str
+    warc: str  # [added] "" = no WARC capture
 
 
 @dataclass(frozen=True)
@@ -148,10 +132,6 @@ CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
                              'letters, digits, ".", "-" and "_" only'),
     ("state", "lease_timeout"): (lambda v: 1 <= v <= 3600, "between 1 and 3600 seconds"),
 }
-
-RULE_KEYS = {"name", "match", "fields", "callable"}
-FIELD_KEYS = {"xpath", "regex", "many"}
-
 
 def read_toml(path: Path) -> dict:
     try:
@@ -222,15 +202,8 @@ def check_known_keys(layer: dict, defaults: dict, source: str) -> None:
         known = {f.name for f in dataclasses.fields(SECTIONS[section])}
         for key in table:
             if key not in known:
-                hint = _closest(key, known)
+                hint = closest(key, known)
                 raise UsageError(f"{source}: [{section}] {key}: unknown key{hint}")
-
-
-def _closest(key: str, known: set[str]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(key, sorted(known), n=1)
-    return f' (did you mean "{match[0]}"?)' if match else ""
 
 
 def build(merged: dict, source: str) -> Settings:
@@ -250,7 +223,9 @@ def build(merged: dict, source: str) -> Settings:
     settings = Settings(**sections, source=source)
     for pattern_key in ("allow", "deny"):
         for i, pattern in enumerate(getattr(settings.crawl, pattern_key)):
-            _compile_regex(pattern, f"{source}: [crawl] {pattern_key}[{i}]")
+            compile_regex(pattern, f"{source}: [crawl] {pattern_key}[{i}]")
+    if settings.output.warc and os.path.abspath(settings.output.warc) == os.path.abspath(settings.output.path):
+        raise UsageError(f"{source}: [output] warc: {settings.output.warc!r} is the JSON-lines output itself")
     return settings
 
 
@@ -289,89 +264,3 @@ def _check_value(source: str, section: str, key: str, value: Any, tp: Any) -> An
     if check and not check[0](value):
         raise UsageError(f"{where}: must be {check[1]}, got {value!r}")
     return value
-
-
-def _compile_regex(pattern: str, where: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise UsageError(f"{where}: invalid regex {pattern!r}: {exc}") from None
-
-
-def _check_xpath(expr: str, where: str) -> None:
-    from lxml import etree
-
-    try:
-        etree.XPath(expr)
-    except etree.XPathSyntaxError as exc:
-        raise UsageError(f"{where}: invalid XPath {expr!r}: {exc}") from None
-
-
-def resolve_callable(spec: str, where: str = "callable") -> typing.Callable:
-    """Import ``"package.module:function"``; used by validation and by each parser process."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f'{where}: expected "module:function", got {spec!r}')
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure is the user's module, name it
-        raise UsageError(f"{where}: cannot import {module_name!r}: {exc}") from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise UsageError(f"{where}: {module_name!r} has no function {attr!r}")
-    return func
-
-
-def build_rules(raw: Any, source: str) -> tuple[Rule, ...]:
-    if not isinstance(raw, list):
-        raise UsageError(f"{source}: [[parse.rules]] must be an array of tables")
-    rules = []
-    for i, table in enumerate(raw, 1):
-        label = f"{source}: [[parse.rules]] #{i}"
-        if not isinstance(table, dict):
-            raise UsageError(f"{label}: must be a table")
-        if isinstance(table.get("name"), str) and table["name"]:
-            label += f' "{table["name"]}"'
-        else:
-            raise UsageError(f"{label}: name: expected a non-empty string")
-        unknown = set(table) - RULE_KEYS
-        if unknown:
-            key = sorted(unknown)[0]
-            raise UsageError(f"{label}: {key}: unknown key{_closest(key, RULE_KEYS)}")
-        match = table.get("match", ".*")
-        if not isinstance(match, str):
-            raise UsageError(f"{label}: match: expected a string, got {match!r}")
-        _compile_regex(match, f"{label}: match")
-        func = table.get("callable")
-        if func is not None:
-            if not isinstance(func, str):
-                raise UsageError(f"{label}: callable: expected a string, got {func!r}")
-            resolve_callable(func, f"{label}: callable")
-        fields_raw = table.get("fields", {})
-        if not isinstance(fields_raw, dict):
-            raise UsageError(f"{label}: fields: must be a table")
-        fields = []
-        for name, spec in fields_raw.items():
-            where = f"{label}: fields.{name}"
-            if not isinstance(spec, dict):
-                raise UsageError(f"{where}: must be a table like {{ xpath = \"...\" }}")
-            unknown = set(spec) - FIELD_KEYS
-            if unknown:
-                key = sorted(unknown)[0]
-                raise UsageError(f"{where}.{key}: unknown key{_closest(key, FIELD_KEYS)}")
-            xpath, regex, many = spec.get("xpath"), spec.get("regex"), spec.get("many", False)
-            if xpath is None and regex is None:
-                raise UsageError(f"{where}: needs xpath, regex or both")
-            if xpath is not None:
-                if not isinstance(xpath, str):
-                    raise UsageError(f"{where}.xpath: expected a string, got {xpath!r}")
-                _check_xpath(xpath, f"{where}.xpath")
-            if regex is not None:
-                if not isinstance(regex, str):
-                    raise UsageError(f"{where}.regex: expected a string, got {regex!r}")
-                _compile_regex(regex, f"{where}.regex")
-            if not isinstance(many, bool):
-                raise UsageError(f"{where}.many: expected true or false, got {many!r}")
-            fields.append(FieldRule(name=name, xpath=xpath, regex=regex, many=many))
-        rules.append(Rule(name=table["name"], match=match, fields=tuple(fields), callable=func))
-    return tuple(rules)

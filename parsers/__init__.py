@@ -1,9 +1,20 @@
-"""Parsing, in the parser processes: one Page in, one record and its new links out.
+"""The parser process pool: pages in, records and links out (DESIGN §2).
+
+::
+
+    Page ──► pool.py ──pipe──► worker.py ──► decode.py (charset) ──► lxml tree
+             (one pipe per      (one process)        │
+              process)                               ├──► extract.py: fields (xpath, css, regex,
+                                                     │      jsonld via structured.py; types via
+                                                     │      convert.py; required -> "missing")
+                                                     └──► links.py: links, meta robots and
+                                                            <link rel="canonical">, resolved as a
+                                                            browser does (crawler.urls.resolve)
 
 - ``pool.py``: the process pool, one duplex pipe per worker, strikes for a worker that dies.
 - ``worker.py``: what one process does with one page (``parse_page``) and its loop.
 - ``decode.py``: bytes to text (HTTP charset, BOM, <meta charset>, detection).
-- ``extract.py``: the ``[[parse.rules]]`` compiled into callables.
-- ``links.py``: links, <meta name="robots"> and <link rel="canonical">, resolved as a
-  browser does (``crawler.urls.resolve``).
+- ``extract.py``, ``structured.py``, ``convert.py``: the ``[[parse.rules]]`` compiled into
+  callables; JSON-LD; typed values.
+- ``links.py``: links, <meta name="robots"> and <link rel="canonical">.
 """

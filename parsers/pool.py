@@ -39,6 +39,7 @@ from crawler.errors import AbortError
 from crawler.messages import Page, ParseResult
 from parsers import worker as worker_mod
 from sinks.jsonl import encode, record_for
+from sinks.warc import page_records
 
 log = logging.getLogger("crawler")
 
@@ -262,7 +263,8 @@ class ParserPool:
                 self._deaths.pop(page.job.id, None)
                 message = f"parser process died {strikes} times on this page (exit code {code})"
                 record = record_for(page, self.config.crawl_id, error=("parse", message))
-                self._deliver(ParseResult(page.job.id, encode(record), error_type="parse"))
+                warc = page_records(page, self.config.warc_gzip) if page.exchanges else b""  # it was fetched
+                self._deliver(ParseResult(page.job.id, encode(record), error_type="parse", warc=warc))
             else:
                 self._suspects.appendleft(page)
         else:

@@ -22,6 +22,7 @@ from parsers.decode import decode
 from parsers.extract import RuleSet
 from parsers.links import canonical_link, extract_links, meta_robots
 from sinks.jsonl import encode, record_for
+from sinks.warc import page_records
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Results go back in batches of at most this many pages, one message each: the
@@ -40,6 +41,7 @@ class WorkerConfig:
     max_depth: int
     max_links: int
     recrawl: bool = False  # a later run of a scheduled crawl: set `changed`
+    warc_gzip: bool = True  # [output] warc ends in .gz: each WARC record is its own gzip member
 
 
 class WorkerState:
@@ -85,6 +87,14 @@ def is_html(page: Page) -> bool:
 
 
 def parse_page(page: Page, state: WorkerState) -> ParseResult:
+    """One page in, one record, its new links and (with [output] warc) its WARC records out."""
+    result = _parse_page(page, state)
+    if page.exchanges and not result.warc:  # error pages have theirs already
+        result.warc = page_records(page, state.config.warc_gzip)
+    return result
+
+
+def _parse_page(page: Page, state: WorkerState) -> ParseResult:
     """One page in, one record (and its new links) out.
 
     On a recrawl (``config.recrawl``) a page that answered 304, or whose body hashes as
@@ -95,15 +105,17 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
     cfg = state.config
     job = page.job
     if page.error is not None:
-        return error_result(page, cfg.crawl_id)
+        return error_result(page, cfg.crawl_id, cfg.warc_gzip)
     digest = content_hash(page.body) if page.body else None
     facts = dict(status=page.status, etag=page.etag or job.etag,
                  last_modified=page.last_modified or job.last_modified, final_url=page.final_url)
     if job.snapshot is not None and (page.status == 304 or (digest is not None and digest == job.content_hash)):
-        rule, data, links, *more = orjson.loads(job.snapshot)  # [rule, data, links(, canonical)]
+        # [rule, data, links(, canonical(, missing/invalid))]: older snapshots are shorter
+        rule, data, links, *more = orjson.loads(job.snapshot)
         record = record_for(page, cfg.crawl_id, rule=rule, data=data, links=links, changed=False,
                             canonical=more[0] if more else None)
-        return ParseResult(job.id, encode(record), changed=False, content_hash=job.content_hash,
+        problems = more[1] if len(more) > 1 else None
+        return ParseResult(job.id, encode(record, problems), changed=False, content_hash=job.content_hash,
                            snapshot=job.snapshot, **facts)
     changed = True if cfg.recrawl else None
     if not is_html(page):
@@ -115,7 +127,7 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         directives = meta_robots(tree) if (cfg.obey_robots and tree is not None) else set()
         url = page.final_url or job.url
         rule = None if "noindex" in directives else state.rules.rule_for(job.url)
-        data = rule.apply(url, tree, lambda: text) if rule is not None else {}
+        data, problems = rule.apply(url, tree, lambda: text) if rule is not None else ({}, None)
         links: list[str] = []
         if "nofollow" not in directives:
             links = extract_links(tree, url, obey_nofollow=cfg.obey_robots, limit=cfg.max_links,
@@ -129,8 +141,8 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
         canonical = canonical_link(tree, url, encoding)
         record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed,
                             canonical=canonical)
-        return ParseResult(job.id, encode(record), links, changed=changed, content_hash=digest,
-                           snapshot=snapshot(rule_name, data, found, canonical), **facts)
+        return ParseResult(job.id, encode(record, problems), links, changed=changed, content_hash=digest,
+                           snapshot=snapshot(rule_name, data, found, canonical, problems), **facts)
     except Exception as exc:  # hostile HTML or a failing user callable: one parse error record
         message = f"{type(exc).__name__}: {exc}"[:500]
         record = record_for(page, cfg.crawl_id, error=("parse", message), changed=changed)
@@ -138,14 +150,20 @@ def parse_page(page: Page, state: WorkerState) -> ParseResult:
                            final_url=page.final_url)
 
 
-def error_result(page: Page, crawl_id: str) -> ParseResult:
-    """The record of a page that could not be fetched (it is never parsed)."""
+def error_result(page: Page, crawl_id: str, warc_gzip: bool = True) -> ParseResult:
+    """The record of a page that could not be fetched (it is never parsed), and the WARC
+    records of the exchanges it made, if captured."""
     return ParseResult(page.job.id, encode(record_for(page, crawl_id)), error_type=page.error[0],
-                       status=page.status, final_url=page.final_url)
+                       status=page.status, final_url=page.final_url,
+                       warc=page_records(page, warc_gzip) if page.exchanges else b"")
 
 
-def snapshot(rule: str | None, data: dict, links: int, canonical: str | None = None) -> bytes:
-    return orjson.dumps([rule, data, links, canonical], default=str)
+def snapshot(rule: str | None, data: dict, links: int, canonical: str | None = None,
+             problems: dict | None = None) -> bytes:
+    """What a recrawl repeats for an unchanged page: [rule, data, links, canonical], plus the
+    record's missing/invalid keys when there are any."""
+    return orjson.dumps([rule, data, links, canonical, problems] if problems else [rule, data, links, canonical],
+                        default=str)
 
 
 def main(conn, config: WorkerConfig) -> None:

@@ -46,5 +46,10 @@ def _default(obj):
     return str(obj)
 
 
-def encode(record: Record) -> bytes:
+def encode(record: Record, extra: dict | None = None) -> bytes:
+    """One JSON line. ``extra`` holds keys that only some records carry (``missing`` and
+    ``invalid``, DESIGN §3); they follow the record's own keys."""
+    if extra:
+        obj = {key: getattr(record, key) for key in Record.__slots__} | extra
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS) + b"\n"
     return orjson.dumps(record, default=_default, option=orjson.OPT_NON_STR_KEYS) + b"\n"

@@ -14,7 +14,9 @@ What it checks:
   (a later addition, so it may be absent) not empty;
   ``fetched_at`` ISO 8601 with a date, a time and a zone; ``error.type`` one of the fixed set
   and ``error.message`` a string;
-- a record without ``error`` has a ``status``.
+- a record without ``error`` has a ``status``;
+- the optional keys ``missing`` and ``invalid`` (present only on records that have something
+  to say, DESIGN §3), when present, are arrays of field names, each a key of ``data``.
 
 Keys the contract does not know are allowed, at the top and inside ``error``: the format only
 ever grows (DESIGN §3), so an older reader must accept a newer writer's lines.
@@ -52,6 +54,9 @@ RECORD_KEYS = (
 # older writer stay valid.
 ADDED_KEYS = ("canonical",)
 _KEY_SET = frozenset(RECORD_KEYS) - frozenset(ADDED_KEYS)
+# Keys only some records carry: required fields without a value, and fields whose value
+# could not be converted to their type.
+OPTIONAL_KEYS = ("missing", "invalid")
 COUNTER_LIMIT = 2**63  # JSON readers disagree past 64 bits; no real count gets near
 _COUNTERS = ("depth", "bytes", "attempts", "links")
 
@@ -104,7 +109,20 @@ def validate_record(obj: Any) -> list[str]:
             problems.append(f"{key} must be {expected}, got {json_type_name(obj[key])}")
     if problems:
         return problems  # the range checks below assume the types are right
-    return _check_values(obj)
+    return _check_values(obj) + _check_field_lists(obj)
+
+
+def _check_field_lists(rec: dict) -> list[str]:
+    problems = []
+    for key in OPTIONAL_KEYS:
+        if key not in rec:
+            continue
+        names = rec[key]
+        if type(names) is not list or not all(type(n) is str for n in names):
+            problems.append(f"{key} must be an array of field names, got {json_type_name(names)}")
+        elif unknown := [n for n in names if n not in rec["data"]]:
+            problems.append(f"{key} names {unknown[0]!r}, which is not a field of data")
+    return problems
 
 
 def _check_values(rec: dict) -> list[str]:
@@ -192,6 +210,9 @@ class RecordStruct(msgspec.Struct, gc=False):
     changed: bool | None
     error: ErrorStruct | None
     canonical: _NonEmpty | None = None  # added later: absent in older files
+    # Optional keys, absent on most records (UNSET, which is false-like); null is refused.
+    missing: list[str] | msgspec.UnsetType = msgspec.UNSET
+    invalid: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 _DECODER = msgspec.json.Decoder(RecordStruct)
@@ -199,6 +220,8 @@ _decode = _DECODER.decode
 _STATUS = attrgetter("status")
 _ERROR = attrgetter("error")
 _FETCHED_AT = attrgetter("fetched_at")
+_MISSING = attrgetter("missing")
+_INVALID = attrgetter("invalid")
 
 # The writer's form of fetched_at: "2026-11-22T01:00:00.123Z".
 _SECOND_OK: dict[str, bool] = {}  # "2026-11-22T01:00:00" -> valid?
@@ -258,6 +281,11 @@ def _rules_msgspec_cannot_express(recs: list[RecordStruct]) -> bool:
     """fetched_at in the writer's form, and a status on every ok record (error null)."""
     if not canonical_times(list(map(_FETCHED_AT, recs))):
         return False
+    if any(map(_MISSING, recs)) or any(map(_INVALID, recs)):  # rare: names must be data keys
+        for rec in recs:
+            for names in (rec.missing, rec.invalid):
+                if names and not rec.data.keys() >= set(names):
+                    return False
     return not any(map(and_, map(is_, map(_STATUS, recs), repeat(None)), map(is_, map(_ERROR, recs), repeat(None))))
 
 

@@ -4,6 +4,7 @@ Protocol over one duplex pipe (the coordinator is the only peer)::
 
     writer -> ("ready", size, tail) | ("error", kind, message)         once, at start
     coord  -> (ids, data)          one batch: whole lines for those record ids
+    coord  -> (ids, data, warc)    [added] the same, with the batch's WARC records
     writer -> ("ack", ids, size, tail)  after the batch is written, flushed and fsynced
     writer -> ("error", kind, message) and exits, when it cannot write (disk full...)
     coord  -> None                 stop
@@ -18,6 +19,9 @@ Protocol over one duplex pipe (the coordinator is the only peer)::
   4 KiB): the file was replaced, and the writer reports "replaced".
 - A failed write (ENOSPC, EFBIG under RLIMIT_FSIZE) is cut back to the last good size
   before the error is reported, so the file keeps only whole lines.
+- [added] With ``[output] warc``, the WARC file is written in the same step, before the
+  lines, and committed with them (``sinks.warc.WarcFile``): after a kill and a resume it
+  holds each acked page's records once, and nothing of the pages that were not acked.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import signal
 import time
 from multiprocessing.connection import Connection
 
+from crawler import __version__
 from crawler.procname import set_process_name
+from sinks.warc import SOFTWARE_PREFIX, WarcFile, WarcFileError
 
 
 TAIL = 4096
@@ -47,7 +53,7 @@ def read_tail(fd: int, size: int) -> bytes:
 
 
 def writer_main(conn: Connection, path: str, committed_size: int | None, committed_tail: str | None = None,
-                fsync: bool = True) -> None:
+                fsync: bool = True, warc: tuple[str, str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when we stop
     set_process_name("crawler-writer")
     # Past RLIMIT_FSIZE the kernel would kill us with SIGXFSZ; we want EFBIG instead.
@@ -82,13 +88,26 @@ def writer_main(conn: Connection, path: str, committed_size: int | None, committ
                 os.ftruncate(fd, committed_size)
                 size = committed_size
         tail = read_tail(fd, size)
+        warc_file = None
+        if warc is not None:
+            try:
+                warc_file = WarcFile(*warc)
+                warc_file.restore(size, committed_size is not None, SOFTWARE_PREFIX + __version__)
+            except WarcFileError as exc:
+                conn.send(("error", exc.kind, str(exc)))
+                return
         conn.send(("ready", size, tail_hash(tail)))
-        _serve(conn, fd, path, size, tail, fsync)
+        try:
+            _serve(conn, fd, path, size, tail, fsync, warc_file)
+        finally:
+            if warc_file is not None:
+                warc_file.close()
     finally:
         os.close(fd)  # also releases the lock
 
 
-def _serve(conn: Connection, fd: int, path: str, size: int, tail: bytes, fsync: bool) -> None:
+def _serve(conn: Connection, fd: int, path: str, size: int, tail: bytes, fsync: bool,
+           warc: WarcFile | None = None) -> None:
     while True:
         try:
             msg = conn.recv()
@@ -96,8 +115,12 @@ def _serve(conn: Connection, fd: int, path: str, size: int, tail: bytes, fsync: 
             return  # coordinator gone: everything acked is safe, the rest is redone on resume
         if msg is None:
             return
-        ids, data = msg
+        ids, data, *rest = msg
+        warc_size = warc.size if warc is not None else 0
         try:
+            if warc is not None and rest and rest[0]:
+                warc.append(rest[0])
+                warc.sync()
             view = memoryview(data)
             os.lseek(fd, size, os.SEEK_SET)
             while view:
@@ -105,11 +128,15 @@ def _serve(conn: Connection, fd: int, path: str, size: int, tail: bytes, fsync: 
                 view = view[n:]
             if fsync:
                 os.fsync(fd)
+            if warc is not None:
+                warc.commit(size + len(data))
         except OSError as exc:
             try:
                 os.ftruncate(fd, size)
             except OSError:
                 pass
+            if warc is not None:
+                warc.cut_back(warc_size)
             conn.send(("error", "write", f"cannot write output {path}: {exc.strerror or exc}"))
             return
         size += len(data)
@@ -125,10 +152,12 @@ class WriterProcess:
     MAX_UNACKED = 2
 
     def __init__(self, ctx, path: str, committed_size: int | None, committed_tail: str | None = None,
-                 fsync: bool = True):
+                 fsync: bool = True, warc: tuple[str, str] | None = None):
+        """``warc``: (path, crawl_id) to capture a WARC beside the output, or None."""
         self.path = path
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=writer_main, args=(child, path, committed_size, committed_tail, fsync),
+        self.process = ctx.Process(target=writer_main,
+                                   args=(child, path, committed_size, committed_tail, fsync, warc),
                                    name="crawler-writer", daemon=False)
         self.process.start()
         child.close()
@@ -156,9 +185,9 @@ class WriterProcess:
     def can_send(self) -> bool:
         return self.unacked < self.MAX_UNACKED
 
-    def send(self, ids: list[int], data: bytes) -> None:
+    def send(self, ids: list[int], data: bytes, warc: bytes = b"") -> None:
         try:
-            self.conn.send((ids, data))
+            self.conn.send((ids, data, warc) if warc else (ids, data))
         except OSError:
             from crawler.errors import AbortError
 

@@ -101,7 +101,7 @@ def test_bad_allow_regex_is_named(tmp_path):
 
 def test_field_without_xpath_or_regex_is_refused(tmp_path):
     message = error_of(tmp_path, '[[parse.rules]]\nname = "x"\nfields.a = { many = true }\n')
-    assert "fields.a: needs xpath, regex or both" in message
+    assert "fields.a: needs a source (xpath, css or jsonld), a regex, or both" in message
 
 
 def test_unimportable_callable_is_refused(tmp_path):

@@ -91,6 +91,7 @@ class Coordinator:
         self.last_renew = time.monotonic()
         self.batch_ids: list[int] = []
         self.batch_lines: list[bytes] = []
+        self.batch_warc: list[bytes] = []  # [output] warc: the batch's WARC records, committed with it
         self.batch_started = 0.0
         self.draining = False
         self.discovering = 0
@@ -162,6 +163,8 @@ class Coordinator:
             self.batch_started = time.monotonic()
         self.batch_ids.append(item.job_id)
         self.batch_lines.append(item.line)
+        if item.warc:
+            self.batch_warc.append(item.warc)
 
     def on_release(self, job: FetchJob) -> None:
         """Never started, or abandoned because the crawl is stopping: back to the queue."""
@@ -203,8 +206,8 @@ class Coordinator:
             len(self.batch_ids) >= BATCH_LINES or self.draining
             or time.monotonic() - self.batch_started >= BATCH_AGE
         ):
-            self.writer.send(self.batch_ids, b"".join(self.batch_lines))
-            self.batch_ids, self.batch_lines = [], []
+            self.writer.send(self.batch_ids, b"".join(self.batch_lines), b"".join(self.batch_warc))
+            self.batch_ids, self.batch_lines, self.batch_warc = [], [], []
 
     # -- the frontier and the scheduler ------------------------------------------------------------
     def drain(self) -> None:

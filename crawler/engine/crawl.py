@@ -40,6 +40,7 @@ from crawler.settings import Settings
 from crawler.urls import Scope, host_of
 from parsers.pool import ParserPool
 from parsers.worker import WorkerConfig, error_result
+from sinks.warc import gzipped
 from sinks.writer import WriterProcess
 
 log = logging.getLogger("crawler")
@@ -92,11 +93,14 @@ class Crawl:
         self.shared = settings.state.backend == "redis"
         self.base_output = str(output)
         self.reads_sitemaps = True
+        self.warc_template = settings.output.warc  # "" = no WARC
         if self.shared:  # one worker of a crawl shared over Redis: it writes its own shard
             from crawler.engine.shared.joining import shard_path, worker_id as shared_worker_id
 
             self.worker = shared_worker_id(worker_id)
             output = shard_path(self.base_output, self.worker)
+            if self.warc_template:  # the WARC goes with the shard: one per worker
+                self.warc_template = str(shard_path(self.warc_template, self.worker))
         self.output_template = str(output)
         self.output = Path(output)
         self.state_dir = Path(state_dir) if state_dir else default_state_dir(self.output_template)
@@ -115,6 +119,13 @@ class Crawl:
         self.stop_event.set()
 
     # -- set-up --------------------------------------------------------------------------------
+    def _warc_files(self) -> tuple[Path, ...]:
+        """The WARC that goes with the output (and its offsets): --fresh deletes them too."""
+        warc = self.warc_template
+        if not warc or has_placeholders(warc):
+            return ()
+        return Path(warc), Path(warc + ".offsets")
+
     def run(self) -> CrawlResult:
         if self.shared:
             return self._run_shared()
@@ -122,7 +133,8 @@ class Crawl:
         lock = StateLock(self.state_dir)
         try:
             if self.fresh:
-                start_over(self.state_dir, None if has_placeholders(self.output_template) else self.output)
+                start_over(self.state_dir, None if has_placeholders(self.output_template) else self.output,
+                           self._warc_files())
             return self._run_locked()
         finally:
             lock.release()
@@ -143,7 +155,8 @@ class Crawl:
         lock = StateLock(self.state_dir)
         try:
             frontier, created = join_shared(self.settings, output=self.base_output, worker=self.worker,
-                                            state_dir=self.state_dir, shard=self.output, fresh=self.fresh)
+                                            state_dir=self.state_dir, shard=self.output, fresh=self.fresh,
+                                            also=self._warc_files())
             self.reads_sitemaps = created  # the worker that created the crawl reads its sitemaps
             try:
                 return self._run_with_state(frontier, RedisTurns(frontier, self.settings.fetch.concurrency))
@@ -179,8 +192,11 @@ class Crawl:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             same_file = frontier.get_meta("output_path") == str(self.output)
             committed = frontier.get_meta("output_size") if same_file else None
+            warc = (self.warc_template.replace("{crawl_id}", crawl_id)
+                    .replace("{date}", frontier.get_meta("run_started")[:10]) if self.warc_template else None)
             writer = WriterProcess(ctx, str(self.output), int(committed) if committed is not None else None,
-                                   frontier.get_meta("output_tail") if same_file else None)
+                                   frontier.get_meta("output_tail") if same_file else None,
+                                   warc=(warc, crawl_id) if warc else None)
             status, message = writer.handshake()
             if status != "ready":
                 raise (StateError if status in ("locked", "short", "replaced") else AbortError)(message)
@@ -206,13 +222,15 @@ class Crawl:
             user_agent = s.crawl.user_agent or default_user_agent()
             config = WorkerConfig(crawl_id=crawl_id, rules=s.parse.rules, scope=scope,
                                   obey_robots=s.crawl.obey_robots, max_depth=s.crawl.max_depth,
-                                  max_links=s.crawl.max_links_per_page, recrawl=run_number > 1)
+                                  max_links=s.crawl.max_links_per_page, recrawl=run_number > 1,
+                                  warc_gzip=gzipped(self.warc_template))
             pool = ParserPool(s.parse_workers, config, on_result=lambda r: self.events.put(Parsed(r)))
             guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
                                  trusted_hosts={host_of(u) for u in self.seeds})
             policy = FetchPolicy(s.fetch, user_agent, scope=scope.compile(), scheduler=scheduler,
                                  stop=self.stop_event,
                                  claim=frontier.claim if self.shared else self._claim_hook(frontier))
+            policy.capture = bool(warc)
             fetcher = self._make_fetcher(policy, guard)
             if s.crawl.obey_robots:
                 fetch_robots = fetcher.fetch_robots
@@ -362,7 +380,7 @@ class Crawl:
             request_log.info("%s %s (%.0f ms, %d attempt%s)", what, job.url, page.elapsed_ms,
                              page.attempts, "" if page.attempts == 1 else "s")
         if page.error is not None:
-            self.events.put(Parsed(error_result(page, crawl_id)))
+            self.events.put(Parsed(error_result(page, crawl_id, gzipped(self.warc_template))))
             return
         try:
             pool.submit(page)

@@ -66,12 +66,13 @@ class StateLock:
         os.close(self.fd)
 
 
-def start_over(state_dir: Path, output: Path | None) -> None:
+def start_over(state_dir: Path, output: Path | None, also: tuple[Path, ...] = ()) -> None:
     """``--fresh``: forget the crawl in ``state_dir`` and empty ``output`` (None: the output
     is one file per run, nothing to empty). The caller holds the state's lock; the output
     is emptied under the writer's own lock (an flock on the file), so a crawl writing it
     from another state directory makes this a StateError (exit 2) *before* anything is
-    deleted. The lock files stay: a process waiting on them must see the same files."""
+    deleted. The lock files stay: a process waiting on them must see the same files.
+    ``also``: files that go with the output (the WARC and its offsets), deleted with it."""
     fd = None
     if output is not None and output.exists():
         fd = _open_locked(output, f"output {output} is locked by another running crawl", os.O_RDWR)
@@ -83,6 +84,8 @@ def start_over(state_dir: Path, output: Path | None) -> None:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+        for path in also:
+            path.unlink(missing_ok=True)
         if fd is not None:
             os.ftruncate(fd, 0)
     finally:

@@ -14,5 +14,6 @@
 Files: policy.py (what a fetch decides), requests_engine.py and aiohttp_engine.py (the two
 transports), robots.py (robots.txt cache), retry.py (the retry policy), guard.py (refuses
 non-public addresses), watchdog.py (per-request deadline for blocking sockets),
-sitemaps.py (start URLs from sitemaps).
+sitemaps.py (start URLs from sitemaps), capture.py (with [output] warc, every HTTP
+exchange of a fetch put on its Page for the WARC writer).
 """

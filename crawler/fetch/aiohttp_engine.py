@@ -64,6 +64,7 @@ from crawler.errors import (
     RobotsDenied,
     TooLarge,
 )
+from crawler.fetch.capture import capturing, note
 from crawler.fetch.policy import (
     CHUNK,
     ERROR_BODY_BYTES,
@@ -330,7 +331,9 @@ class AiohttpEngine:
     async def _serve(self, job: FetchJob, scheduler, handoff: _HandOff) -> None:
         """One job, from its start to its hand-over; the same outcomes as the threads engine."""
         try:
-            page = await self.fetch(job)
+            with capturing(self.policy.capture) as exchanges:
+                page = await self.fetch(job)
+            page.exchanges = exchanges
         except FetchAborted:
             scheduler.done(job)
             handoff.on_release(job)
@@ -473,8 +476,8 @@ class AiohttpEngine:
                                f"{url}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectError(f"{_reason(exc)}: {url}") from exc
-        return Response(url, status, headers_out, bytes(body) if ok else b"",
-                        (time.monotonic() - started) * 1000)
+        return note(url, headers, Response(url, status, headers_out, bytes(body) if ok else b"",
+                                           (time.monotonic() - started) * 1000))
 
     # -- robots.txt ------------------------------------------------------------------------------
     async def _check_robots(self, url: str, host: str) -> bool:

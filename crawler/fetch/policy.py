@@ -131,6 +131,8 @@ class FetchPolicy:
     redirect. Without it, ``SeenURLs`` answers from what this process has fetched.
     """
 
+    capture = False  # [output] warc: put every HTTP exchange on the Page (crawler/fetch/capture.py)
+
     def __init__(self, fetch_settings, user_agent: str, *, scope=None, robots: RobotsCache | None = None,
                  scheduler=None, stop: threading.Event | None = None,
                  claim: Callable[[str], bool] | None = None):

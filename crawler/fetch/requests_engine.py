@@ -28,6 +28,7 @@ from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from crawler.errors import Blocked, ConnectError, FetchError, FetchTimeout, TooLarge
+from crawler.fetch.capture import capturing, note
 from crawler.fetch.policy import (
     CHUNK,
     ERROR_BODY_BYTES,
@@ -141,7 +142,10 @@ class RequestsFetcher:
             session.close()
 
     def fetch(self, job: FetchJob) -> Page:
-        return run_fetch(self.policy, job, self.send)
+        with capturing(self.policy.capture) as exchanges:
+            page = run_fetch(self.policy, job, self.send)
+        page.exchanges = exchanges
+        return page
 
     def fetch_robots(self, url: str) -> RobotsAnswer:
         """GET a robots.txt, following up to 5 redirects (RFC 9309), each through the guard."""
@@ -169,7 +173,7 @@ class RequestsFetcher:
         deadline = started + self.policy.deadline
         _current.deadline, _current.alarm = deadline, None
         try:
-            return self._exchange(url, headers, timeout, started, deadline, limit, truncate)
+            return note(url, headers, self._exchange(url, headers, timeout, started, deadline, limit, truncate))
         finally:
             alarm = _current.alarm
             _current.deadline = _current.alarm = None

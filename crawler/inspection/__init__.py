@@ -11,8 +11,8 @@
                                                                                HTML + SVG report)
 
 Files, in flow order: command.py (the argument surface and dispatch), sources.py,
-scanning.py, query.py (``--where``/``--fields``), summary.py and latency.py (the default
-summary), diffing.py (``--diff``), follow.py (``--follow``), validating.py
+scanning.py, query.py (``--where``/``--fields``), summary.py, latency.py and completeness.py
+(the default summary), diffing.py (``--diff``), follow.py (``--follow``), validating.py
 (``--validate``), and render/ for everything shown or written.
 
 This package reads output files only: it never imports the crawl engine

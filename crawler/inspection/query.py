@@ -44,7 +44,7 @@ from jmespath import visitor as jvisitor
 
 from crawler.errors import UsageError
 from crawler.inspection.summary import host_name
-from sinks.schema import RECORD_KEYS
+from sinks.schema import OPTIONAL_KEYS, RECORD_KEYS
 
 _KEYWORDS = {"and": ("and", "&&"), "or": ("or", "||"), "not": ("not", "!")}
 _CONSTANTS = {"true": True, "false": False, "null": None}
@@ -109,7 +109,7 @@ def _rewrite(tokens: list[dict], expression: str) -> list[dict]:
                 token = {**token, "type": kind, "value": text}
             elif value in _CONSTANTS:
                 token = {**token, "type": "literal", "value": _CONSTANTS[value]}
-        elif kind == "quoted_identifier" and not after_dot and value not in RECORD_KEYS:
+        elif kind == "quoted_identifier" and not after_dot and value not in RECORD_KEYS + OPTIONAL_KEYS:
             raise UsageError(
                 f'"{value}" at column {token["start"]} is a field name in JMESPath and records '
                 f"have no such field; for the string write '{value}' (single quotes)"

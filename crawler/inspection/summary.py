@@ -16,6 +16,8 @@ Definitions (the fixture tests compute each of them independently):
 - duration: last ``fetched_at`` minus first; pages/s: records / duration (null if 0).
 - field coverage per rule: the share of that rule's records whose ``data`` field is neither
   null nor ``[]`` (a ``many = true`` field that matched nothing).
+- incomplete records per rule: records with a ``missing`` key, per field ``missing`` and
+  ``invalid`` counts, and the first few such URLs (completeness.py).
 - one section per ``crawl_id``, at most ``MAX_CRAWLS``; later ids share one last section.
 """
 
@@ -27,6 +29,7 @@ from itertools import repeat
 from operator import attrgetter, getitem
 from typing import Any
 
+from crawler.inspection.completeness import Completeness
 from crawler.inspection.latency import LatencyHistogram
 from crawler.urls import host_of
 
@@ -83,6 +86,7 @@ class CrawlStats:
         self.data_patterns: Counter = Counter()
         self.changed_true = 0
         self.changed_false = 0
+        self.completeness = Completeness()
 
     def add_batch(self, recs: list, canonical_times: bool = False) -> None:
         """Count valid records; ``canonical_times`` says every fetched_at is in the writer's form."""
@@ -121,6 +125,7 @@ class CrawlStats:
         changed = list(map(_CHANGED, recs))
         self.changed_true += changed.count(True)
         self.changed_false += changed.count(False)
+        self.completeness.add_batch(recs)
 
     def _add_time(self, when: str) -> None:
         if len(when) == 24 and when[23] == "Z" and when[10] == "T":
@@ -165,6 +170,7 @@ class CrawlStats:
         self.data_patterns.update(other.data_patterns)
         self.changed_true += other.changed_true
         self.changed_false += other.changed_false
+        self.completeness.merge(other.completeness)
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         firsts = [m for m in (self.first_other,) if m is not None]
@@ -229,9 +235,11 @@ class CrawlStats:
             },
             "changed": {"true": self.changed_true, "false": self.changed_false},
             "rules": {
-                ("null" if rule is None else rule): {"records": n, "coverage": coverage.get(rule, {})}
+                ("null" if rule is None else rule): {"records": n, "coverage": coverage.get(rule, {}),
+                                                     **self.completeness.for_rule(rule)}
                 for rule, n in sorted(self.rule_records().items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
             },
+            "incomplete_examples": self.completeness.examples,
         }
 
 

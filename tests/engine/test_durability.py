@@ -67,12 +67,11 @@ def assert_resume_completes_exactly_once(tmp_path, expected):
     assert_exactly_once(tmp_path, expected)
 
 
-def test_kill_9_at_five_random_moments_loses_and_duplicates_nothing(shop, tmp_path):
-    served = shop(1000, hosts=4)
-    prepare(tmp_path, served)
-    rng = random.Random(20261122)
+def kill_9_at_random_moments(tmp_path, times: int, seed: int) -> None:
+    """Start the crawl and kill -9 its whole process group, ``times`` times."""
+    rng = random.Random(seed)
     kills = 0
-    while kills < 5:
+    while kills < times:
         proc = popen(tmp_path)
         time.sleep(rng.uniform(0.8, 2.5))
         if proc.poll() is not None:
@@ -80,7 +79,13 @@ def test_kill_9_at_five_random_moments_loses_and_duplicates_nothing(shop, tmp_pa
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1  # the file may now end in a torn line: resume must cut it away
-    assert kills == 5, "the crawl finished before it could be killed 5 times; make it longer"
+    assert kills == times, f"the crawl finished before it could be killed {times} times; make it longer"
+
+
+def test_kill_9_at_five_random_moments_loses_and_duplicates_nothing(shop, tmp_path):
+    served = shop(1000, hosts=4)
+    prepare(tmp_path, served)
+    kill_9_at_random_moments(tmp_path, 5, 20261122)
     code, err = finish(popen(tmp_path))
     assert code == 0, err
     assert "resuming crawl" in err

@@ -45,8 +45,15 @@ def known_records(n: int = 1500, seed: int = 3) -> list[dict]:
         elif roll < 0.6:
             data = {"title": rng.choice([None, "", f"Item {i}"]), "price": rng.choice([None, f"{i % 90}.99"]),
                     "tags": rng.choice([[], ["a"], ["a", "b"]])}
-            out.append(record(url, status=rng.choice([200, 200, 200, 301]), rule="product", data=data,
-                              bytes=rng.randrange(100_000), **common))
+            rec = record(url, status=rng.choice([200, 200, 200, 301]), rule="product", data=data,
+                         bytes=rng.randrange(100_000), **common)
+            # price is required and typed: a missing one is listed, and so is a price that was
+            # found but could not be read (then it is null, and invalid too)
+            if data["price"] is None:
+                rec["missing"] = ["price"]
+                if rng.random() < 0.3:
+                    rec["invalid"] = ["price"]
+            out.append(rec)
         else:
             out.append(record(url, status=200, rule="page", data={"title": rng.choice([None, f"Page {i}"])},
                               bytes=rng.randrange(100_000), **common))
@@ -66,6 +73,9 @@ def expected(records: list[dict]) -> dict:
         coverage["null" if rule is None else rule] = {
             "records": len(mine),
             "coverage": {k: sum(1 for r in mine if r["data"].get(k) not in (None, [])) / len(mine) for k in names},
+            "incomplete": sum(1 for r in mine if r.get("missing")),
+            "missing": dict(Counter(k for r in mine for k in r.get("missing", []))),
+            "invalid": dict(Counter(k for r in mine for k in r.get("invalid", []))),
         }
     return {
         "records": n,

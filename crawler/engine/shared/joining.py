@@ -55,8 +55,8 @@ def scope_fingerprint(settings) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def join(settings, *, output: str, worker: str, state_dir: Path, shard: Path,
-         fresh: bool) -> tuple[RedisFrontier, bool]:
+def join(settings, *, output: str, worker: str, state_dir: Path, shard: Path, fresh: bool,
+         also: tuple[Path, ...] = ()) -> tuple[RedisFrontier, bool]:
     """Connect, check, and open the crawl (created if it is not in Redis yet). Returns the
     frontier and whether this worker created the crawl. Call with the state lock held.
     With ``fresh``, nothing is deleted (keys, state, shard) unless every check passed:
@@ -73,7 +73,7 @@ def join(settings, *, output: str, worker: str, state_dir: Path, shard: Path,
                          "Nothing was changed; use --fresh to start a new crawl")
     if fresh:
         frontier.check_idle()
-        start_over(state_dir, shard)
+        start_over(state_dir, shard, also)
         frontier.clear()
     created = frontier.open(scope_fingerprint(settings))
     marker.write_bytes(orjson.dumps({"redis_url": url, "prefix": frontier.prefix,

@@ -67,6 +67,8 @@ def _stats_blocks(s: dict[str, Any]) -> list:
         blocks.append(counts_table(label, {h["host"] or "(none)": h["records"] for h in hosts["top"]}))
     if s["rules"]:
         blocks.append(_coverage_table(s["rules"]))
+    if any(info["incomplete"] or info["invalid"] for info in s["rules"].values()):
+        blocks.append(_incomplete_table(s["rules"], s["incomplete_examples"]))
     return blocks
 
 
@@ -83,6 +85,22 @@ def _coverage_table(rules: dict[str, Any]) -> Table:
     for rule, info in rules.items():
         shares = "  ".join(f"{name} {share:.1%}" for name, share in info["coverage"].items()) or "-"
         table.add_row(Text(rule), f"{info['records']:,}", Text(shares))
+    return table
+
+
+def _incomplete_table(rules: dict[str, Any], examples: list[str]) -> Table:
+    """Rules whose records lack required fields; the first such pages (all: --where 'missing')."""
+    total = sum(info["incomplete"] for info in rules.values())
+    title = f"{total:,} record(s) without required fields (list them: --where 'missing')"
+    table = Table("rule", "records", "missing required / invalid fields", title=Text(title),
+                  box=None, pad_edge=False, title_justify="left")
+    for rule, info in rules.items():
+        if info["incomplete"] or info["invalid"]:
+            missing = "  ".join(f"{name} {n:,}" for name, n in info["missing"].items())
+            invalid = "  ".join(f"{name} {n:,}" for name, n in info["invalid"].items())
+            table.add_row(Text(rule), f"{info['incomplete']:,}", Text(f"{missing or '-'} / {invalid or '-'}"))
+    for url in examples:
+        table.add_row(Text("  e.g."), "", Text(url))
     return table
 
 
