@@ -67,8 +67,9 @@ class Coordinator:
     """One crawl's bookkeeping between the frontier, the scheduler, the pool and the writer."""
 
     def __init__(self, settings, frontier, scheduler, writer, pool, events: queue.SimpleQueue,
-                 stop_event, progress=None):
+                 stop_event, progress=None, fetchers=None):
         self.frontier = frontier
+        self.fetchers = fetchers  # the fetch engine: its ``broken`` says if it died
         self.scheduler = scheduler
         self.writer = writer
         self.pool = pool
@@ -175,6 +176,8 @@ class Coordinator:
             raise AbortError(f"output writer died (exit code {writer.process.exitcode})")
         if self.pool.broken is not None:
             raise AbortError(f"parser pool broken: {self.pool.broken}")
+        if self.fetchers is not None and self.fetchers.broken is not None:
+            raise AbortError(f"fetch engine broken: {self.fetchers.broken}")
 
     def flush(self) -> None:
         """Send the batch when it is full, old enough, or the crawl is draining."""

@@ -15,8 +15,8 @@ What the server answered decides the policy, as RFC 9309 §2.3.1 says:
   itself would be.
 - A redirect is followed (up to 5 hops) by the fetcher that fetches it.
 
-Only one thread fetches a given origin's robots.txt; others asking meanwhile wait for
-its answer.
+Only one caller fetches a given origin's robots.txt; others asking meanwhile wait for
+its answer (blocking in ``check``, or called back: ``when_ready``).
 """
 
 from __future__ import annotations
@@ -68,39 +68,73 @@ def origin_of(url: str) -> str:
 
 
 class RobotsCache:
+    """Thread-safe. ``check`` and ``sitemaps`` fetch (or wait for) an origin's robots.txt
+    with the ``fetch`` function, blocking. The fetch policy uses the non-blocking steps
+    instead, so that an event loop never waits on a lock or an event here: ``answer``
+    (None while not cached), ``claim`` (this caller fetches it), ``store`` (the answer,
+    which wakes the others) and ``when_ready`` (be called back once it is there)."""
+
     def __init__(self, user_agent: str, fetch: Callable[[str], RobotsAnswer], *, clock=time.monotonic):
         self.user_agent = user_agent
         self._fetch = fetch
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._pending: dict[str, threading.Event] = {}
+        self._pending: dict[str, list[Callable[[], None]]] = {}  # origin -> who waits for it
+
+    def _fresh(self, origin: str) -> _Entry | None:
+        entry = self._entries.get(origin)
+        return entry if entry is not None and entry.expires > self._clock() else None
+
+    def claim(self, origin: str) -> bool:
+        """True if the caller must now fetch ``origin``'s robots.txt and ``store`` it; False
+        if it is cached or another caller is fetching it (``when_ready``)."""
+        with self._lock:
+            if self._fresh(origin) is not None or origin in self._pending:
+                return False
+            self._pending[origin] = []
+            return True
+
+    def store(self, origin: str, answer: RobotsAnswer | None) -> None:
+        """The claimed fetch is over: cache ``answer`` (None: nothing was learned, the
+        next caller asks again) and call back whoever waited."""
+        with self._lock:
+            if answer is not None:
+                self._entries[origin] = self._make_entry(answer, self._entries.get(origin))
+            waiters = self._pending.pop(origin, [])
+        for callback in waiters:
+            callback()
+
+    def when_ready(self, origin: str, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (from whichever thread stores the answer) once no fetch of
+        ``origin``'s robots.txt is under way; at once if none is."""
+        with self._lock:
+            waiters = self._pending.get(origin)
+            if waiters is not None:
+                waiters.append(callback)
+                return
+        callback()
+
+    def wait_ready(self, origin: str) -> None:
+        """``when_ready`` for a thread that may block."""
+        ready = threading.Event()
+        self.when_ready(origin, ready.set)
+        ready.wait()
 
     def _entry(self, origin: str) -> _Entry:
         while True:
             with self._lock:
-                entry = self._entries.get(origin)
-                if entry is not None and entry.expires > self._clock():
-                    return entry
-                waiter = self._pending.get(origin)
-                if waiter is None:
-                    waiter = self._pending[origin] = threading.Event()
-                    owner = True
-                else:
-                    owner = False
-            if not owner:
-                waiter.wait()
+                entry = self._fresh(origin)
+            if entry is not None:
+                return entry
+            if not self.claim(origin):
+                self.wait_ready(origin)
                 continue
+            answer = None
             try:
                 answer = self._fetch(origin + "/robots.txt")
-                entry = self._make_entry(answer, entry)
-                with self._lock:
-                    self._entries[origin] = entry
             finally:
-                with self._lock:
-                    del self._pending[origin]
-                waiter.set()
-            return entry
+                self.store(origin, answer)
 
     def _make_entry(self, answer: RobotsAnswer, previous: _Entry | None) -> _Entry:
         now = self._clock()
@@ -126,10 +160,18 @@ class RobotsCache:
             return entry is not None and entry.expires > self._clock()
 
     def check(self, url: str) -> tuple[bool, float | None]:
-        """(allowed, crawl_delay) for ``url``. Raises RobotsUnavailable while the origin's
-        robots.txt cannot be had (429, 5xx or unreachable), and ``Blocked`` if the SSRF
-        guard refused to connect to the origin."""
-        entry = self._entry(origin_of(url))
+        """(allowed, crawl_delay) for ``url``, fetching robots.txt if needed. Raises
+        RobotsUnavailable while the origin's robots.txt cannot be had (429, 5xx or
+        unreachable), and ``Blocked`` if the SSRF guard refused to connect to the origin."""
+        return self._judge(self._entry(origin_of(url)), url)
+
+    def answer(self, url: str) -> tuple[bool, float | None] | None:
+        """``check`` from the cache only: None if robots.txt is not there (or expired)."""
+        with self._lock:
+            entry = self._fresh(origin_of(url))
+        return None if entry is None else self._judge(entry, url)
+
+    def _judge(self, entry: _Entry, url: str) -> tuple[bool, float | None]:
         if entry.blocked:
             raise Blocked(entry.blocked)
         if entry.disallow_all:

@@ -54,11 +54,11 @@ def test_parse_resolves_no_entities_and_survives_broken_xml():
 
 def crawl_parts(server: SiteServer, scheduler=None):
     settings = load_settings(None, {"fetch.timeout": 2, "crawl.allowed_domains": [H]})
-    fetcher = RequestsFetcher(FetchPolicy(settings.fetch, "test-agent"),
+    scope = Scope.from_settings(settings, [server.url(H)]).compile()
+    fetcher = RequestsFetcher(FetchPolicy(settings.fetch, "test-agent", scheduler=scheduler, scope=scope),
                               AddressGuard(allow_private=False, trusted_hosts={H}))
     robots = RobotsCache("test-agent", fetcher.fetch_robots)
-    scope = Scope.from_settings(settings, [server.url(H)]).compile()
-    fetch = polite_fetch(fetcher, scheduler, max_bytes=settings.fetch.max_bytes)
+    fetch = polite_fetch(fetcher, max_bytes=settings.fetch.max_bytes)
     return fetch, (lambda origin: robots.sitemaps(origin + "/")), scope.allows
 
 
