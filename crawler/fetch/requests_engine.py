@@ -134,6 +134,9 @@ class RequestsFetcher(Transport):
         # request costs CPU; only do it if the user has configured a proxy there.
         self.trust_env = any(k.lower().endswith("_proxy") for k in os.environ)
         self.proxies: dict = {}
+        # One cookie jar for all threads, as the async engine has one for its session:
+        # a cookie a host set is sent back whichever thread fetches its next page.
+        self.cookies = requests.cookies.RequestsCookieJar()
         self.died: str | None = None
 
     # -- workers ---------------------------------------------------------------------------------
@@ -184,6 +187,7 @@ class RequestsFetcher(Transport):
         if session is None:
             session = requests.Session()
             session.trust_env = self.trust_env
+            session.cookies = self.cookies
             adapter = GuardedAdapter(self.guard, pool_connections=16,
                                      pool_maxsize=max(2, self.policy.settings.per_host_concurrency),
                                      max_retries=0)
@@ -235,7 +239,8 @@ class RequestsFetcher(Transport):
         except FetchError:
             raise
         except requests.exceptions.Timeout as exc:
-            raise FetchTimeout(f"timed out after {timeout:g}s: {url}") from exc
+            step = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+            raise FetchTimeout(f"{step} timed out after {timeout:g}s: {url}") from exc
         except requests.exceptions.RequestException as exc:
             if self._overdue(deadline):
                 raise FetchTimeout(late) from exc
