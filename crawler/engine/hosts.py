@@ -308,11 +308,12 @@ class HostScheduler:
             self._wake()
 
     def note_start(self, host: str, at: float) -> None:
-        """A request to ``host`` started at ``at`` (robots.txt, fetched with a job's turn
-        before the host's delay was known): the next may start ``delay`` after it."""
+        """A request to ``host`` started at ``at`` (when it was actually sent, or robots.txt,
+        fetched with a job's turn before the host's delay was known): the next may start
+        ``delay`` after it."""
         with self._cond:
             slot = self._slot(host)
-            if at + slot.delay > slot.next_start:
+            if slot.delay > 0 and at + slot.delay > slot.next_start:
                 slot.next_start = at + slot.delay
                 if slot.queued:
                     self._push(slot)

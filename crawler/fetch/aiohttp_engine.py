@@ -75,6 +75,7 @@ class _Request:
 
     host: str
     sends: int = 0  # request heads written (aiohttp may write one again on its own)
+    sent_at: float | None = None  # time.monotonic() when the last one was
     tried: int = 0  # addresses offered to the socket factory
     refused: list[str] = field(default_factory=list)  # why the guard refused some of them
 
@@ -110,6 +111,7 @@ async def _count_send(session, context, params) -> None:
     request = context.trace_request_ctx
     if isinstance(request, _Request):
         request.sends += 1
+        request.sent_at = time.monotonic()
 
 
 class AiohttpEngine(Transport):
@@ -334,11 +336,10 @@ class AiohttpEngine(Transport):
         try:
             response = await self.get(session, send, request)
         except FetchError as exc:
-            exc.sends = request.sends
-            return exc
+            response = exc
         finally:
             _REQUEST.reset(token)
-        response.sends = request.sends
+        response.sends, response.sent_at = request.sends, request.sent_at
         return response
 
     async def get(self, session: aiohttp.ClientSession, send: Send, request: _Request) -> Response:

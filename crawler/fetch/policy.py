@@ -31,6 +31,8 @@ What ``fetch`` decides:
   ``final_url`` = the target, no error, no body.
 - limits: ``max_bytes`` on the decoded body (error "too_large") and a deadline of
   4 x timeout per request, both carried by ``Send`` and enforced by the transport.
+- the delay counts from the send: a transport stamps when each request head was
+  written, and the host's next start is at least its delay after that (``sent``).
 
 ``attempts`` in a record counts the requests sent for its URL, minus the redirect
 hops that succeeded: a clean redirect chain is 1 attempt, and every retry shows.
@@ -44,10 +46,11 @@ import time
 from typing import Callable
 from urllib.parse import urljoin
 
-from crawler.errors import Blocked, FetchError, HTTPStatusError, RobotsDenied, TooManyRedirects
+from crawler.errors import FetchError, HTTPStatusError, RobotsDenied, TooManyRedirects
 from crawler.fetch.commands import Claim, HostTurns, Response, Send, Sleep, Steps, WaitRobots
 from crawler.fetch.retry import RetryableStatus, RetryPolicy, parse_retry_after
-from crawler.fetch.robots import RobotsAnswer, RobotsCache, RobotsUnavailable, origin_of
+from crawler.fetch.robots import REDIRECT_STATUSES, RobotsCache, RobotsUnavailable, origin_of
+from crawler.fetch.robots import fetch_steps as robots_fetch_steps
 from crawler.messages import FetchJob, Page, utc_now_iso
 from crawler.urls import BadURL, canonicalize, host_of
 
@@ -55,12 +58,9 @@ __all__ = ["FetchPolicy", "FetchAborted", "RetryLater", "Response", "SeenURLs", 
 
 log = logging.getLogger("crawler")
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ERROR_BODY_BYTES = 65536  # of an error response we read only this much (keeps the connection)
 CHUNK = 65536
 DEADLINE_TIMEOUTS = 4  # a whole request may take this many times ``timeout``
-ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB; RFC 9309 asks for >= 500 KiB
-ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
 SITEMAP_MAX_REDIRECTS = 5
 RELEASED = None  # ``serve``: the job goes back to the frontier unsettled (the crawl is stopping)
 REQUEUED = "requeued"  # ``serve``: the job went back to its host's queue (robots.txt not available yet)
@@ -197,7 +197,8 @@ class FetchPolicy:
                 while True:
                     tries = 0
                     while True:
-                        result = yield Send(url, headers, self.settings.max_bytes, self.deadline)
+                        result = self.sent(url, (yield Send(url, headers, self.settings.max_bytes,
+                                                            self.deadline)))
                         sends = max(1, getattr(result, "sends", 1))
                         sent, tries = sent + sends, tries + sends
                         failure = self.failure(job, result)
@@ -285,6 +286,15 @@ class FetchPolicy:
         return self.seen.add(url)
 
     # -- the host's turns ----------------------------------------------------------------------
+    def sent(self, url: str, result: Response | FetchError) -> Response | FetchError:
+        """A request to ``url``'s host left at ``result.sent_at``: its host's delay counts
+        from then, not from when the turn was taken (the request leaves later: thread
+        hand-off, connection set-up), so the delay holds as the server sees it."""
+        sent_at = getattr(result, "sent_at", None)
+        if sent_at is not None and self.scheduler is not None:
+            self.scheduler.note_start(host_of(url), sent_at)
+        return result
+
     def turn(self, job: FetchJob, host: str | None = None) -> Steps:
         """Wait until ``job`` may start its next request, to ``host`` (None: the host whose
         slot it holds), and take that start. FetchAborted if the crawl stops meanwhile."""
@@ -337,22 +347,8 @@ class FetchPolicy:
         return fetched
 
     def robots_txt(self, url: str) -> Steps:
-        """GET a robots.txt, following up to 5 redirects (RFC 9309), each through the guard;
-        what the answers mean is the RobotsCache's business."""
-        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
-            result = yield Send(url, self.base_headers, ROBOTS_MAX_BYTES, self.deadline, truncate=True)
-            if isinstance(result, Blocked):
-                return RobotsAnswer(None, blocked=str(result))
-            if isinstance(result, FetchError):  # timeout, connection: "unreachable"
-                return RobotsAnswer(None)
-            location = result.headers.get("location")
-            if result.status not in REDIRECT_STATUSES or not location:
-                return RobotsAnswer(result.status, result.body if 200 <= result.status < 300 else b"")
-            try:
-                url = canonicalize(urljoin(url, location.strip()))
-            except (BadURL, ValueError):
-                return RobotsAnswer(result.status)
-        return RobotsAnswer(result.status)  # too many redirects: "unavailable", allow all
+        """GET a robots.txt (``robots.fetch_steps``): a ``RobotsAnswer``."""
+        return (yield from robots_fetch_steps(url, self.base_headers, self.deadline, self.sent))
 
     # -- sitemaps ------------------------------------------------------------------------------
     def sitemap(self, url: str, max_bytes: int) -> Steps:
@@ -371,7 +367,7 @@ class FetchPolicy:
             try:
                 if token is not None:
                     yield from self.turn(token, host)
-                result = yield Send(url, self.base_headers, max_bytes, self.deadline)
+                result = self.sent(url, (yield Send(url, self.base_headers, max_bytes, self.deadline)))
             except FetchAborted:
                 return None  # the crawl is stopping
             finally:

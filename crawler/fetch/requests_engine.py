@@ -96,6 +96,7 @@ def _connection_class(base, guard: AddressGuard | None):
                 WATCHDOG.retarget(alarm, self.sock)
 
         def getresponse(self, *args, **kwargs):
+            _current.sent_at = time.monotonic()  # the request head has just been written
             _arm(self.sock)  # a reused keep-alive connection
             return super().getresponse(*args, **kwargs)
 
@@ -208,16 +209,18 @@ class RequestsFetcher(Transport):
         timeout = self.policy.settings.timeout
         started = time.monotonic()
         deadline = started + send.deadline
-        _current.deadline, _current.alarm = deadline, None
+        _current.deadline, _current.alarm, _current.sent_at = deadline, None, None
         try:
-            return self._exchange(send, timeout, started, deadline)
+            result = self._exchange(send, timeout, started, deadline)
         except FetchError as exc:
-            return exc
+            result = exc
         finally:
             alarm = _current.alarm
             _current.deadline = _current.alarm = None
             if alarm is not None:
                 WATCHDOG.disarm(alarm)
+        result.sent_at = _current.sent_at
+        return result
 
     def _overdue(self, deadline: float) -> bool:
         alarm = getattr(_current, "alarm", None)

@@ -13,7 +13,8 @@ What the server answered decides the policy, as RFC 9309 §2.3.1 says:
   a 5xx too.)
 - Refused by the SSRF guard: every URL of the origin is ``blocked``, as the page
   itself would be.
-- A redirect is followed (up to 5 hops) by the fetcher that fetches it.
+- A redirect is followed (up to 5 hops): ``fetch_steps``, the fetch policy's steps that
+  either transport performs.
 
 Only one caller fetches a given origin's robots.txt; others asking meanwhile wait for
 its answer (blocking in ``check``, or called back: ``when_ready``).
@@ -27,10 +28,17 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
+from urllib.parse import urljoin
+
 from protego import Protego
 
-from crawler.errors import Blocked
+from crawler.errors import Blocked, FetchError
+from crawler.fetch.commands import Send, Steps
+from crawler.urls import BadURL, canonicalize
 
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB; RFC 9309 asks for >= 500 KiB
+ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
 EXPIRY = 24 * 3600.0  # re-fetch robots.txt after a day (Google uses 24 h as well)
 RETRY_UNREACHABLE = 30.0
 MAX_UNREACHABLE = 3
@@ -60,6 +68,27 @@ class RobotsUnavailable(Exception):
         super().__init__(message)
         self.retry_in = retry_in
         self.final = final
+
+
+def fetch_steps(url: str, headers: dict[str, str], deadline: float,
+                sent: Callable[[str, object], object] = lambda url, result: result) -> Steps:
+    """The fetch policy's steps to GET a robots.txt (crawler/fetch/commands.py): follow up
+    to 5 redirects (RFC 9309), each through the transport's guard; ``sent`` sees each
+    result. What the answers mean is ``RobotsCache``'s business."""
+    for _ in range(ROBOTS_MAX_REDIRECTS + 1):
+        result = sent(url, (yield Send(url, headers, ROBOTS_MAX_BYTES, deadline, truncate=True)))
+        if isinstance(result, Blocked):
+            return RobotsAnswer(None, blocked=str(result))
+        if isinstance(result, FetchError):  # timeout, connection: "unreachable"
+            return RobotsAnswer(None)
+        location = result.headers.get("location")
+        if result.status not in REDIRECT_STATUSES or not location:
+            return RobotsAnswer(result.status, result.body if 200 <= result.status < 300 else b"")
+        try:
+            url = canonicalize(urljoin(url, location.strip()))
+        except (BadURL, ValueError):
+            return RobotsAnswer(result.status)
+    return RobotsAnswer(result.status)  # too many redirects: "unavailable", allow all
 
 
 def origin_of(url: str) -> str:

@@ -10,11 +10,13 @@ from collections import Counter
 
 import orjson
 import psutil
+import pytest
 
-from crawler.demo.shop.server import Drip, Response, Site
+from crawler.demo.shop.server import RESET, Drip, Response, Site
 from tests.conftest import FAST
 from tests.engine.test_crawl import write_seeds
 from tests.engine.test_stopping import descendants, slow_site, start_crawl, wait_for_records
+from tests.fetch.test_fetch_faults import first_then
 from tests.fetch.test_transports import first_fails, page
 
 QUICK = FAST.replace("timeout = 5", "timeout = 0.5")  # deadline = 4 x timeout = 2 s
@@ -132,3 +134,31 @@ def test_ctrl_c_exits_130_and_resume_loses_nothing(serve, tmp_path, engine_name)
     assert resumed.returncode == 0, err
     records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert len(records) == len({r["url"] for r in records}) == 150
+
+
+@pytest.mark.parametrize("per_host", [1, 2])
+def test_the_delay_holds_at_the_server_through_retries_redirects_and_resets(serve, cli, engine_name, per_host):
+    """Issue 11, part 2: per_host_delay 0.1 and Crawl-delay 0.2, with the parser pool busy:
+    no two request starts the server sees on the host are closer than the delay (10 %
+    for the stamps' granularity), and never more in flight than per_host_concurrency."""
+    crawl_delay, h = 0.2, "127.0.0.1"
+    site = Site()
+    site.add(h, "/robots.txt", Response(200, f"User-agent: *\nCrawl-delay: {crawl_delay}\n".encode(),
+                                        (("Content-Type", "text/plain"),)))
+    paths = [f"/p/{i}" for i in range(10)] + ["/flaky", "/reset-once", "/moved"]
+    site.add(h, "/", page("home", "".join(f'<a href="{p}">{p}</a>' for p in paths)))
+    site.add(h, "/flaky", first_fails(503))
+    site.add(h, "/reset-once", first_then(RESET, page("ok")))
+    site.add(h, "/moved", Response.redirect("/landing"))
+    site.add(h, "*", page("page", "x" * 20_000))  # some parsing work for the pool
+    server = serve(site, [h])
+    settings = FAST.replace("per_host_concurrency = 4", f"per_host_concurrency = {per_host}").replace(
+        "per_host_delay = 0", "per_host_delay = 0.1") + "[parse]\nworkers = 2\n"
+    run = cli("crawl", server.url(h), "-o", "out.jsonl", "-q", "--engine", engine_name, settings=settings)
+    assert run.code == 0, run.stderr
+    assert len(run.records) == 1 + len(paths)
+    starts = sorted(r.started for r in server.log if r.host == h)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(starts) == len(run.records) + 4  # robots.txt, the 503, the reset, the hop
+    assert min(gaps) >= 0.9 * crawl_delay, [round(g, 3) for g in gaps]
+    assert server.max_in_flight(h) <= per_host
