@@ -22,10 +22,11 @@ performing the fetch policy's commands.
   is ``Blocked``. The socket then connects to that very address, so the peer needs no
   second look. The request's host name reaches the factory through a context
   variable (``_REQUEST``), set by the task that sends the request.
-- Send counting: aiohttp itself sends an idempotent request once more when a
-  connection drops before the answer, and has no public switch for it. A
-  ``TraceConfig.on_request_headers_sent`` hook counts every request written, and the
-  policy counts them all in ``attempts`` and in the retry budget.
+- One send per ``Send``: aiohttp itself sends an idempotent request once more, at once,
+  when a connection drops before the answer (no public switch turns that off). The
+  ``send_once`` client middleware (aiohttp >= 3.12) refuses that resend, so every
+  request sent is one the policy decided, took the host's turn for and counts in
+  ``attempts``. It also stamps ``sent_at``, when the request began to go out.
 - Deadline: aiohttp's ``total`` timeout covers a whole exchange, headers and body, so
   no watchdog thread is needed here.
 - Other threads (the sitemap reader, ``RobotsCache.check``) ``call`` policy steps: on the
@@ -74,8 +75,8 @@ class _Request:
     """One GET as the connector sees it: its host, and what happened to its sockets."""
 
     host: str
-    sends: int = 0  # request heads written (aiohttp may write one again on its own)
-    sent_at: float | None = None  # time.monotonic() when the last one was
+    sent_at: float | None = None  # time.monotonic() when aiohttp began to connect and send
+    failed: BaseException | None = None  # the connection dropped: aiohttp wants to send again
     tried: int = 0  # addresses offered to the socket factory
     refused: list[str] = field(default_factory=list)  # why the guard refused some of them
 
@@ -107,11 +108,22 @@ def guarded_socket_factory(guard: AddressGuard | None):
     return factory
 
 
-async def _count_send(session, context, params) -> None:
-    request = context.trace_request_ctx
-    if isinstance(request, _Request):
-        request.sends += 1
-        request.sent_at = time.monotonic()
+async def send_once(req: aiohttp.ClientRequest, handler) -> aiohttp.ClientResponse:
+    """A client middleware: aiohttp sends an idempotent request once more, at once, when the
+    connection drops before the answer. That resend would skip the host's turn and go
+    uncounted in ``attempts``; the policy decides retries, so it is refused here (aiohttp
+    then raises the first error). Also notes when the request began to go out."""
+    request = _REQUEST.get()
+    if request is None:
+        return await handler(req)
+    if request.failed is not None:
+        raise request.failed
+    request.sent_at = time.monotonic()
+    try:
+        return await handler(req)
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        request.failed = exc
+        raise
 
 
 class AiohttpEngine(Transport):
@@ -197,11 +209,9 @@ class AiohttpEngine(Transport):
     def new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300,
                                          socket_factory=guarded_socket_factory(self.guard))
-        trace = aiohttp.TraceConfig()
-        trace.on_request_headers_sent.append(_count_send)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True),
                                      auto_decompress=True, timeout=self.timeout, trust_env=self.trust_env,
-                                     trace_configs=[trace])
+                                     middlewares=(send_once,))
 
     async def dispatch(self, scheduler, handoff: HandOff) -> None:
         loop = asyncio.get_running_loop()
@@ -330,7 +340,7 @@ class AiohttpEngine(Transport):
         """``Send``: one GET, redirects not followed. A 2xx body is read up to ``limit``
         decoded bytes (more is TooLarge, or cut off with ``truncate``); of other bodies a
         little is read. aiohttp's ``total`` timeout is the deadline of the whole exchange,
-        body included. A failure is returned, not raised, with ``sends`` set."""
+        body included. A failure is returned, not raised."""
         request = _Request(URL(send.url, encoded=True).raw_host or "")
         token = _REQUEST.set(request)
         try:
@@ -339,7 +349,7 @@ class AiohttpEngine(Transport):
             response = exc
         finally:
             _REQUEST.reset(token)
-        response.sends, response.sent_at = request.sends, request.sent_at
+        response.sent_at = request.sent_at
         return response
 
     async def get(self, session: aiohttp.ClientSession, send: Send, request: _Request) -> Response:
@@ -349,7 +359,7 @@ class AiohttpEngine(Transport):
             aiohttp.ClientTimeout(total=send.deadline, sock_connect=settings.timeout, sock_read=settings.timeout)
         try:
             async with session.get(URL(url, encoded=True), headers=send.headers, allow_redirects=False,
-                                   timeout=timeout, trace_request_ctx=request) as resp:
+                                   timeout=timeout) as resp:
                 status = resp.status
                 ok = 200 <= status < 300
                 cap = send.limit if ok else ERROR_BODY_BYTES

@@ -10,7 +10,7 @@ command        the transport ...                                    result sent 
 ``Send``       sends one GET (redirects not followed) through the   ``Response``, or the
                SSRF guard, within the deadline, reading at most     ``FetchError`` (returned,
                ``limit`` decoded bytes of a 2xx body; notes when    never raised), with
-               the request head was written (``sent_at``)           ``sends`` and ``sent_at``
+               the request went out (``sent_at``)                   ``sent_at``
 ``Sleep``      waits ``seconds``, or less if the crawl is stopping  True, or False if stopping
 ``WaitRobots`` waits until another fetch has the origin's           None
                robots.txt answer (never blocking an event loop)
@@ -73,7 +73,6 @@ class Response:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     elapsed_ms: float
-    sends: int = field(default=1, compare=False)  # requests the library sent for it (see aiohttp_engine)
     sent_at: float | None = field(default=None, compare=False)  # time.monotonic() when the head was written
 
 

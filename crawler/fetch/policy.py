@@ -199,8 +199,7 @@ class FetchPolicy:
                     while True:
                         result = self.sent(url, (yield Send(url, headers, self.settings.max_bytes,
                                                             self.deadline)))
-                        sends = max(1, getattr(result, "sends", 1))
-                        sent, tries = sent + sends, tries + sends
+                        sent, tries = sent + 1, tries + 1
                         failure = self.failure(job, result)
                         if failure is None:
                             response = result
