@@ -125,3 +125,31 @@ def test_every_error_type_the_fetch_raises_is_in_the_record_contract():
 
     for cls in (FetchTimeout, ConnectError, HTTPStatusError, TooLarge, RobotsDenied, TooManyRedirects, Blocked):
         assert cls.type in ERROR_TYPES
+
+
+def test_the_host_scheduler_offers_what_the_policy_needs():
+    """``HostTurns`` is the scheduler interface of the policy; any scheduler (a shared one
+    for the Redis frontier, say) must offer it, and HostScheduler does."""
+    from crawler.fetch.commands import HostTurns
+
+    scheduler = HostScheduler(1, 0.0)
+    assert isinstance(scheduler, HostTurns)
+    token = scheduler.token("a.test")  # a sitemap request: holds no slot until it moves there
+    assert scheduler.try_move(token, "a.test") == 0.0
+    scheduler.done(token)
+
+
+def test_the_hosts_delay_counts_from_when_the_request_was_sent():
+    clock = [100.0]
+    scheduler = HostScheduler(2, 0.5, clock=lambda: clock[0])
+    p = policy(scheduler=scheduler)
+    first, second = (FetchJob(id=i, url=f"http://a.test/{i}", host="a.test", depth=0) for i in (1, 2))
+    scheduler.offer([first, second])
+    assert scheduler.try_next()[0] is first  # the turn is taken at 100.0 ...
+
+    def perform(command):
+        clock[0] = 100.3  # ... and the request leaves 0.3 s later (thread hand-off, connect)
+        return Response(command.url, 200, {}, b"", 1.0, sent_at=100.3)
+
+    drive(p.fetch(first), perform)
+    assert scheduler.try_next() == (None, pytest.approx(0.5))  # 0.5 after the send, not 0.2
