@@ -48,6 +48,29 @@ request_log = logging.getLogger("crawler.requests")
 
 
 
+class RedirectClaims:
+    """Which redirect targets fetches have taken, shared by the fetchers and the coordinator.
+
+    ``claim(url)`` (a fetcher, before following a redirect): True if the frontier does not
+    know ``url`` (read through a connection of the fetcher's own) and no fetch claimed it
+    before; the redirect's record then covers it. The coordinator admits a page's links
+    under the same ``lock`` and drops claimed ones (``in``): a link found while the
+    redirect is still in flight would otherwise queue the target and fetch it twice. The
+    lock makes "not known, so claim" and "not claimed, so queue" exclude each other."""
+
+    def __init__(self, frontier: SQLiteFrontier):
+        self.is_known = known_reader(frontier)
+        self.claimed = SeenURLs()
+        self.lock = threading.Lock()
+
+    def claim(self, url: str) -> bool:
+        with self.lock:
+            return not self.is_known(url) and self.claimed.add(url)
+
+    def __contains__(self, url: str) -> bool:
+        return url in self.claimed
+
+
 def default_user_agent() -> str:
     return f"crawler/{__version__} (+{PROJECT_URL})"
 
@@ -100,6 +123,7 @@ class Crawl:
         self.stop_event = threading.Event()
         self._stop_reason: str | None = None
         self._aborted = False
+        self.claims: RedirectClaims | None = None
 
     # -- control from other threads / signal handlers ----------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -188,7 +212,7 @@ class Crawl:
                                  run_number=run_number)
             started = time.monotonic()
             coordinator = Coordinator(s, frontier, scheduler, writer, pool, self.events, self.stop_event,
-                                      self.progress, fetchers=fetcher)
+                                      self.progress, fetchers=fetcher, claims=self.claims)
             try:
                 coordinator.run()
             except BaseException:
@@ -220,14 +244,11 @@ class Crawl:
             except sqlite3.Error as exc:  # already failing; what was committed stays committed
                 log.error("crawl state: %s", exc)
 
-    @staticmethod
-    def _claim_hook(frontier: SQLiteFrontier):
+    def _claim_hook(self, frontier: SQLiteFrontier):
         """Redirect-target dedup: a fetch follows a redirect only to a URL the frontier does
-        not know (read through its own connection: fetcher threads never touch the
-        coordinator's) and that no other fetch has claimed meanwhile. The coordinator then
-        marks the target covered, so no later link to it is fetched again."""
-        is_known, claimed = known_reader(frontier), SeenURLs()
-        return lambda url: not is_known(url) and claimed.add(url)
+        not know and that no other fetch has claimed meanwhile (``RedirectClaims``)."""
+        self.claims = RedirectClaims(frontier)
+        return self.claims.claim
 
     def _start_sitemaps(self, fetcher, scope: Scope) -> threading.Thread:
         """``[crawl] sitemaps``: a thread reads the seeds' sitemaps through the crawl's own

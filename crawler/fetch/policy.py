@@ -106,6 +106,10 @@ class SeenURLs:
         self._lock = threading.Lock()
         self._hashes: set[int] = set()
 
+    def __contains__(self, url: str) -> bool:
+        with self._lock:
+            return hash(url) in self._hashes
+
     def add(self, url: str) -> bool:
         """Remember ``url``; False if it was already known."""
         key = hash(url)

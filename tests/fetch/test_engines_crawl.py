@@ -162,3 +162,23 @@ def test_the_delay_holds_at_the_server_through_retries_redirects_and_resets(serv
     assert len(starts) == len(run.records) + 4  # robots.txt, the 503, the reset, the hop
     assert min(gaps) >= 0.9 * crawl_delay, [round(g, 3) for g in gaps]
     assert server.max_in_flight(h) <= per_host
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_redirect_target_linked_while_its_redirect_is_in_flight_is_fetched_once(serve, cli, engine_name, attempt):
+    """Issue 11, part 2 ("no healthy page is fetched twice"): /a redirects to /t, which is
+    slow; meanwhile /b, fetched and parsed at once, links to /t. The redirect claimed /t
+    first, so the link must not fetch it again."""
+    h = "127.0.0.1"
+    site = Site()
+    site.add(h, "/", page("home", '<a href="/a">a</a> <a href="/b">b</a>'))
+    site.add(h, "/a", Response.redirect("/t"))
+    site.add(h, "/b", page("b", '<a href="/t">t</a>'))
+    site.add(h, "/t", page("t", delay=1.0))
+    server = serve(site, [h])
+    run = cli("crawl", server.url(h), "-o", "out.jsonl", "-q", "--engine", engine_name, settings=FAST)
+    assert run.code == 0, run.stderr
+    assert server.hits(h, "/t") == 1
+    by = {r["url"]: r for r in run.records}
+    assert set(by) == {server.url(h, p) for p in ("/", "/a", "/b")}
+    assert by[server.url(h, "/a")]["final_url"] == server.url(h, "/t")
