@@ -137,7 +137,7 @@ class Coordinator:
         if links and (self.max_depth == -1 or job.depth < self.max_depth):
             with self.claims.lock if self.claims is not None else nullcontext():
                 if self.claims is not None:  # a redirect fetches (or fetched) it: not twice
-                    links = [(u, h) for u, h in links if u not in self.claims]
+                    links = self.claims.unclaimed(links)
                 if self.frontier.add((u, h, job.depth + 1, job.url) for u, h in links):
                     self.to_fill.update(h for _, h in links)
         if item.final_url and item.final_url != job.url:

@@ -54,7 +54,7 @@ class RedirectClaims:
     ``claim(url)`` (a fetcher, before following a redirect): True if the frontier does not
     know ``url`` (read through a connection of the fetcher's own) and no fetch claimed it
     before; the redirect's record then covers it. The coordinator admits a page's links
-    under the same ``lock`` and drops claimed ones (``in``): a link found while the
+    under the same ``lock`` and drops claimed ones (``unclaimed``): a link found while the
     redirect is still in flight would otherwise queue the target and fetch it twice. The
     lock makes "not known, so claim" and "not claimed, so queue" exclude each other."""
 
@@ -67,8 +67,9 @@ class RedirectClaims:
         with self.lock:
             return not self.is_known(url) and self.claimed.add(url)
 
-    def __contains__(self, url: str) -> bool:
-        return url in self.claimed
+    def unclaimed(self, links: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``links`` ((url, host) pairs) without the claimed targets; call under ``lock``."""
+        return self.claimed.unknown(links)
 
 
 def default_user_agent() -> str:

@@ -106,9 +106,11 @@ class SeenURLs:
         self._lock = threading.Lock()
         self._hashes: set[int] = set()
 
-    def __contains__(self, url: str) -> bool:
+    def unknown(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The (url, host) pairs whose url is not remembered (one lock for all of them)."""
         with self._lock:
-            return hash(url) in self._hashes
+            hashes = self._hashes
+            return [pair for pair in pairs if hash(pair[0]) not in hashes] if hashes else pairs
 
     def add(self, url: str) -> bool:
         """Remember ``url``; False if it was already known."""
