@@ -28,6 +28,7 @@ from __future__ import annotations
 import queue
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from crawler.errors import AbortError, LeaseLost
@@ -67,8 +68,10 @@ class Coordinator:
     """One crawl's bookkeeping between the frontier, the scheduler, the pool and the writer."""
 
     def __init__(self, settings, frontier, scheduler, writer, pool, events: queue.SimpleQueue,
-                 stop_event, progress=None):
+                 stop_event, progress=None, fetchers=None, claims=None):
         self.frontier = frontier
+        self.fetchers = fetchers  # the fetch engine: its ``broken`` says if it died
+        self.claims = claims  # redirect targets fetches took (crawl.RedirectClaims): not queued again
         self.scheduler = scheduler
         self.writer = writer
         self.pool = pool
@@ -147,9 +150,13 @@ class Coordinator:
 
     def on_result(self, item: ParseResult) -> None:
         job = self.leased[item.job_id]
-        if item.links and (self.max_depth == -1 or job.depth < self.max_depth):
-            if self.frontier.add((u, h, job.depth + 1, job.url) for u, h in item.links):
-                self.to_fill.update(h for _, h in item.links)
+        links = item.links
+        if links and (self.max_depth == -1 or job.depth < self.max_depth):
+            with self.claims.lock if self.claims is not None else nullcontext():
+                if self.claims is not None:  # a redirect fetches (or fetched) it: not twice
+                    links = self.claims.unclaimed(links)
+                if self.frontier.add((u, h, job.depth + 1, job.url) for u, h in links):
+                    self.to_fill.update(h for _, h in links)
         if item.final_url and item.final_url != job.url:
             self.frontier.cover([(item.final_url, host_of(item.final_url), job.depth, job.url)])
         if item.error_type:
@@ -199,6 +206,8 @@ class Coordinator:
             raise AbortError(writer.died())
         if self.pool.broken is not None:
             raise AbortError(f"parser pool broken: {self.pool.broken}")
+        if self.fetchers is not None and self.fetchers.broken is not None:
+            raise AbortError(f"fetch engine broken: {self.fetchers.broken}")
 
     def flush(self) -> None:
         """Send the batch when it is full, old enough, or the crawl is draining."""

@@ -32,7 +32,7 @@ from crawler.engine.hosts import HostScheduler
 from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders, start_over
 from crawler.errors import AbortError, LeaseLost, StateError
 from crawler.fetch.guard import AddressGuard
-from crawler.fetch.policy import FetchAborted, FetchPolicy, RetryLater, SeenURLs
+from crawler.fetch.policy import FetchPolicy, SeenURLs
 from crawler.fetch.requests_engine import RequestsFetcher
 from crawler.fetch.robots import RobotsCache
 from crawler.messages import FetchJob, Page, utc_now_iso
@@ -46,6 +46,30 @@ from sinks.writer import WriterProcess
 log = logging.getLogger("crawler")
 request_log = logging.getLogger("crawler.requests")
 
+
+
+class RedirectClaims:
+    """Which redirect targets fetches have taken, shared by the fetchers and the coordinator.
+
+    ``claim(url)`` (a fetcher, before following a redirect): True if the frontier does not
+    know ``url`` (read through a connection of the fetcher's own) and no fetch claimed it
+    before; the redirect's record then covers it. The coordinator admits a page's links
+    under the same ``lock`` and drops claimed ones (``unclaimed``): a link found while the
+    redirect is still in flight would otherwise queue the target and fetch it twice. The
+    lock makes "not known, so claim" and "not claimed, so queue" exclude each other."""
+
+    def __init__(self, frontier: SQLiteFrontier):
+        self.is_known = known_reader(frontier)
+        self.claimed = SeenURLs()
+        self.lock = threading.Lock()
+
+    def claim(self, url: str) -> bool:
+        with self.lock:
+            return not self.is_known(url) and self.claimed.add(url)
+
+    def unclaimed(self, links: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``links`` ((url, host) pairs) without the claimed targets; call under ``lock``."""
+        return self.claimed.unknown(links)
 
 
 def default_user_agent() -> str:
@@ -111,6 +135,7 @@ class Crawl:
         self.stop_event = threading.Event()
         self._stop_reason: str | None = None
         self._aborted = False
+        self.claims: RedirectClaims | None = None
 
     # -- control from other threads / signal handlers ----------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -233,20 +258,21 @@ class Crawl:
             policy.capture = bool(warc)
             fetcher = self._make_fetcher(policy, guard)
             if s.crawl.obey_robots:
-                fetch_robots = fetcher.fetch_robots
-                if self.shared and s.fetch.engine == "threads":  # one fetch per origin for the crawl
-                    from crawler.engine.shared.robots import SharedRobotsFetch
+                if self.shared:  # robots.txt fetched once per origin for the whole crawl
+                    from crawler.engine.shared.robots import SharedRobotsCache
 
-                    fetch_robots = SharedRobotsFetch(frontier, fetch_robots, policy.deadline + 5)
-                policy.robots = RobotsCache(user_agent, fetch_robots)
-            threads = self._start_fetchers(fetcher, scheduler, pool, crawl_id)
+                    policy.robots = SharedRobotsCache(frontier, user_agent, fetcher.fetch_robots,
+                                                      lock_seconds=policy.deadline + 5)
+                else:
+                    policy.robots = RobotsCache(user_agent, fetcher.fetch_robots)
+            threads = self._start_fetchers(fetcher, pool, crawl_id)
             if s.crawl.sitemaps and not resumed and self.reads_sitemaps:
-                threads.append(self._start_sitemaps(policy, guard, scheduler, scope))
+                threads.append(self._start_sitemaps(fetcher, scope))
             result = CrawlResult(crawl_id=crawl_id, output=str(self.output), resumed=resumed,
                                  run_number=run_number)
             started = time.monotonic()
             coordinator = Coordinator(s, frontier, scheduler, writer, pool, self.events, self.stop_event,
-                                      self.progress)
+                                      self.progress, fetchers=fetcher, claims=self.claims)
             try:
                 coordinator.run()
             except BaseException:
@@ -281,25 +307,22 @@ class Crawl:
             except sqlite3.Error as exc:  # already failing; what was committed stays committed
                 log.error("crawl state: %s", exc)
 
-    @staticmethod
-    def _claim_hook(frontier: SQLiteFrontier):
+    def _claim_hook(self, frontier: SQLiteFrontier):
         """Redirect-target dedup: a fetch follows a redirect only to a URL the frontier does
-        not know (read through its own connection: fetcher threads never touch the
-        coordinator's) and that no other fetch has claimed meanwhile. The coordinator then
-        marks the target covered, so no later link to it is fetched again."""
-        is_known, claimed = known_reader(frontier), SeenURLs()
-        return lambda url: not is_known(url) and claimed.add(url)
+        not know and that no other fetch has claimed meanwhile (``RedirectClaims``)."""
+        self.claims = RedirectClaims(frontier)
+        return self.claims.claim
 
-    def _start_sitemaps(self, policy: FetchPolicy, guard: AddressGuard, scheduler: HostScheduler,
-                        scope: Scope) -> threading.Thread:
-        """``[crawl] sitemaps``: a thread reads the seeds' sitemaps (politely: each request
-        takes its host's slot and turn) and posts the URLs it finds as depth-0 start URLs.
-        The crawl does not end while it runs."""
+    def _start_sitemaps(self, fetcher, scope: Scope) -> threading.Thread:
+        """``[crawl] sitemaps``: a thread reads the seeds' sitemaps through the crawl's own
+        engine and fetch policy (each request takes its host's slot and turn; robots.txt and
+        the scope are checked on every redirect hop) and posts the URLs it finds as depth-0
+        start URLs. The crawl does not end while it runs."""
+        from crawler.fetch.robots import origin_of
         from crawler.fetch.robots import RobotsCache as Robots
         from crawler.fetch.sitemaps import discover, polite_fetch
-        from crawler.fetch.robots import origin_of
 
-        fetcher = RequestsFetcher(policy, guard)  # sitemaps use the blocking transport, whatever the engine
+        policy = fetcher.policy
         robots = policy.robots or Robots(policy.user_agent, fetcher.fetch_robots)
         limit = self.settings.crawl.max_pages or 1_000_000
         self.events.put(Discovering(1))
@@ -307,7 +330,7 @@ class Crawl:
         def run() -> None:
             try:
                 found = discover((origin_of(u) for u in self.seeds),
-                                 polite_fetch(fetcher, scheduler, self.stop_event, max_bytes=policy.settings.max_bytes),
+                                 polite_fetch(fetcher, max_bytes=policy.settings.max_bytes),
                                  lambda origin: robots.sitemaps(origin + "/"), scope.compile().allows,
                                  limit=limit, max_bytes=policy.settings.max_bytes)
                 batch: list[str] = []
@@ -321,7 +344,6 @@ class Crawl:
             except Exception:  # a broken sitemap must not break the crawl
                 log.exception("reading sitemaps failed")
             finally:
-                fetcher.close()
                 self.events.put(Discovering(-1))
 
         thread = threading.Thread(target=run, name="sitemaps", daemon=True)
@@ -336,43 +358,11 @@ class Crawl:
         return RequestsFetcher(policy, guard)
 
     # -- fetchers --------------------------------------------------------------------------------
-    def _start_fetchers(self, fetcher, scheduler: HostScheduler, pool: ParserPool, crawl_id: str):
-        if hasattr(fetcher, "start"):  # the async engine runs its own loop thread
-            return fetcher.start(scheduler, lambda job, page: self._fetched(job, page, pool, crawl_id),
-                                 lambda job: self.events.put(Released(job)))
-        threads = []
-        for i in range(self.settings.fetch.concurrency):
-            t = threading.Thread(target=self._fetch_loop, args=(fetcher, scheduler, pool, crawl_id),
-                                 name=f"fetcher-{i}", daemon=True)
-            t.start()
-            threads.append(t)
-        return threads
-
-    def _fetch_loop(self, fetcher: RequestsFetcher, scheduler: HostScheduler, pool: ParserPool,
-                    crawl_id: str) -> None:
-        try:
-            while True:
-                job = scheduler.next_job()
-                if job is None:
-                    return
-                try:
-                    page = fetcher.fetch(job)
-                except FetchAborted:
-                    self.events.put(Released(job))
-                    continue
-                except RetryLater:
-                    if not scheduler.requeue(job):  # stopping: back to the frontier, not lost
-                        self.events.put(Released(job))
-                    continue
-                except Exception as exc:  # a bug must still settle the URL, never lose it
-                    log.exception("fetcher failed on %s", job.url)
-                    page = Page(job=job, fetched_at=utc_now_iso(), attempts=1,
-                                error=("connection", f"internal error: {type(exc).__name__}: {exc}"))
-                finally:
-                    scheduler.done(job)
-                self._fetched(job, page, pool, crawl_id)
-        finally:
-            fetcher.close()
+    def _start_fetchers(self, fetcher, pool: ParserPool, crawl_id: str) -> list[threading.Thread]:
+        """Either engine runs its own workers over the scheduler the policy holds; a worker
+        that dies makes ``fetcher.broken`` say so, and the coordinator aborts the crawl."""
+        return fetcher.start(fetcher.policy.scheduler, lambda job, page: self._fetched(job, page, pool, crawl_id),
+                             lambda job: self.events.put(Released(job)))
 
     def _fetched(self, job: FetchJob, page: Page, pool: ParserPool, crawl_id: str) -> None:
         if request_log.isEnabledFor(logging.INFO):

@@ -55,7 +55,8 @@ class HostSlot:
 
 
 class HostScheduler:
-    """Thread-safe. ``next_job`` for threads, ``try_next`` for an event loop."""
+    """Thread-safe. ``next_job`` for threads, ``try_next`` for an event loop. Implements
+    ``crawler.fetch.commands.HostTurns``, the non-blocking part the fetch policy uses."""
 
     def __init__(
         self,
@@ -298,13 +299,19 @@ class HostScheduler:
         """For a request that is not a frontier job (a sitemap, say): block until ``host``
         has a free slot and its delay has passed, take them, and return a token job that
         ``done(token)`` releases. None if the crawl is stopping."""
-        with self._cond:
-            token = FetchJob(id=-next(self._tokens), url="", host=host, depth=0)
-            self._moved[token.id] = None  # holds nothing yet: move() takes the slot
+        token = self.token(host)
         if self.move(token, host, stop):
             return token
         self.done(token)
         return None
+
+    def token(self, host: str) -> FetchJob:
+        """A job for a request that is not a frontier job: it holds no slot yet; ``try_move``
+        (or ``move``) to ``host`` takes one, and ``done(token)`` frees it."""
+        with self._cond:
+            token = FetchJob(id=-next(self._tokens), url="", host=host, depth=0)
+            self._moved[token.id] = None  # holds nothing yet
+            return token
 
     def give_back_turn(self, job: FetchJob) -> None:
         """``job`` sent no request after all (robots.txt said no, from its cache): its host
@@ -322,11 +329,12 @@ class HostScheduler:
             self._wake()
 
     def note_start(self, host: str, at: float) -> None:
-        """A request to ``host`` started at ``at`` (robots.txt, fetched with a job's turn
-        before the host's delay was known): the next may start ``delay`` after it."""
+        """A request to ``host`` started at ``at`` (when it was actually sent, or robots.txt,
+        fetched with a job's turn before the host's delay was known): the next may start
+        ``delay`` after it."""
         with self._cond:
             slot = self._slot(host)
-            if at + slot.delay > slot.next_start:
+            if slot.delay > 0 and at + slot.delay > slot.next_start:
                 slot.next_start = at + slot.delay
                 if slot.queued:
                     self._push(slot)

@@ -1,19 +1,22 @@
 """Fetching: ``FetchJob`` in, ``Page`` out, politely and within limits.
 
-::
+One fetch policy, two thin transports (sans-IO, in the manner of h11)::
 
-    FetchJob ──► policy.py ──────────────────────────────────────────────► Page
-                 (robots.txt, scope and guard per hop, redirects and their
-                  dedup claim, retries with backoff and Retry-After, the body
-                  limit, the deadline, when to take a host turn)
-                      │ one HTTP exchange at a time
-                      ▼
-                 requests_engine.py (threads + requests)  or  aiohttp_engine.py (one asyncio loop)
-                      │ every connection through guard.py (SSRF); deadlines: watchdog.py
+    FetchJob ──► policy.py  FetchPolicy.serve / fetch / robots_txt / sitemap: generators
+                 (robots.txt, scope and guard per hop, redirects and their dedup claim,
+                  retries with backoff and Retry-After, the body limit, the deadline,
+                  the host's turns, attempts) ──────────────────────────────────────► Page
+                      │ yields commands.py: Send, Sleep, WaitRobots, Claim
+                      ▼ and receives their results
+                 requests_engine.py (worker threads + requests)  or
+                 aiohttp_engine.py (one asyncio loop; pages leave it through handoff.py)
+                      │ every connection through guard.py (SSRF); deadlines: watchdog.py (threads)
 
-Files: policy.py (what a fetch decides), requests_engine.py and aiohttp_engine.py (the two
-transports), robots.py (robots.txt cache), retry.py (the retry policy), guard.py (refuses
-non-public addresses), watchdog.py (per-request deadline for blocking sockets),
-sitemaps.py (start URLs from sitemaps), capture.py (with [output] warc, every HTTP
+Files, in flow order: policy.py (everything a fetch decides), commands.py (the commands,
+``drive``, the ``HostTurns`` scheduler protocol, the transports' shared base), retry.py
+(which failures are retried, how long to wait), robots.py (robots.txt cache),
+requests_engine.py and aiohttp_engine.py (the two transports), handoff.py (pages from the
+event loop to the parser pool), guard.py (refuses non-public addresses), watchdog.py
+(per-request deadline for blocking sockets), sitemaps.py (start URLs from sitemaps), capture.py (with [output] warc, every HTTP
 exchange of a fetch put on its Page for the WARC writer).
 """

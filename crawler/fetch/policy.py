@@ -1,33 +1,38 @@
-"""Fetchers: ``fetch(job) -> Page``, with interchangeable implementations.
+"""The fetch policy: everything a fetch decides, written once, without I/O.
 
-- ``crawler.fetch.requests_engine.RequestsFetcher``: the threads engine (requests + urllib3).
-  Bodies are streamed, so ``max_bytes`` and the per-request deadline hold however the
-  server behaves.
-- ``crawler.fetch.aiohttp_engine.AiohttpEngine``: the async engine (same policy, aiohttp transport).
+``FetchPolicy`` holds the settings and the crawl's helpers (robots.txt cache, scope,
+host scheduler, redirect-claim hook); its generators yield commands
+(crawler/fetch/commands.py) that a transport performs:
 
-What a fetch does around the HTTP request (``FetchPolicy``, shared by the engines, and
-``run_fetch``, the loop for blocking transports):
+- ``fetch(job)``: one frontier job to its ``Page``;
+- ``serve(job)``: ``fetch`` and then settle the job with the scheduler: what both
+  engines' workers run;
+- ``robots_txt(url)``: GET a robots.txt, following up to 5 redirects (RFC 9309);
+- ``sitemap(url)``: GET one sitemap file, politely, its redirects checked like a page's.
+
+What ``fetch`` decides:
 
 - robots.txt: checked before the first request and before every redirect hop. While a
   host's robots.txt cannot be had (5xx, unreachable) the job goes back to the queue
-  (``RetryLater``) and the host waits.
+  (``RetryLater``) and the host waits. Only one fetch gets an origin's robots.txt;
+  others ask meanwhile wait for it (``WaitRobots``).
 - politeness: every request a job sends goes through the scheduler. The first one
   started when the scheduler handed the job out; a retry, a same-host redirect hop and
   the request right after a robots.txt fetch wait for the host's turn again; a hop to
-  another host moves the job's slot to that host (``HostScheduler.move``).
-- attempts: one tenacity ``Retrying`` built from the frozen ``RetryPolicy``.
+  another host moves the job's slot to that host (``HostTurns.try_move``).
+- retries: ``RetryPolicy`` (crawler/fetch/retry.py) says which failures are worth
+  another attempt and how long to wait (backoff, or Retry-After, which also pushes the
+  host back); the budget is ``retries + 1`` requests sent per URL of the chain.
 - redirects: followed hop by hop, up to ``max_redirects``; a loop, a target out of
-  scope or not http(s) is error "redirects"; each hop is checked again by robots.txt
-  and, when it connects, by the SSRF guard.
-- redirect targets are deduplicated: a hop to a URL that is already known (see
-  ``FetchPolicy.claim_target``) is not fetched again. The record then ends at the
-  redirect: the 3xx status, ``final_url`` = the target, no error, no body. The
-  target has (or will have) a record of its own.
-- limits: connect and read timeouts; a deadline of 4 x timeout per request, enforced
-  by the watchdog (crawler/fetch/watchdog.py) whatever the server does; ``max_bytes`` on the
-  decoded body while it streams (error "too_large").
-- the SSRF guard (crawler/fetch/guard.py) checks every address before connecting to it and
-  the peer after.
+  scope or not http(s) is error "redirects"; each hop is checked by robots.txt and,
+  when it connects, by the SSRF guard.
+- redirect targets are deduplicated: a hop to a URL that is already known (``Claim``)
+  is not fetched again. The record then ends at the redirect: the 3xx status,
+  ``final_url`` = the target, no error, no body.
+- limits: ``max_bytes`` on the decoded body (error "too_large") and a deadline of
+  4 x timeout per request, both carried by ``Send`` and enforced by the transport.
+- the delay counts from the send: a transport stamps when each request head was
+  written, and the host's next start is at least its delay after that (``sent``).
 
 ``attempts`` in a record counts the requests sent for its URL, minus the redirect
 hops that succeeded: a clean redirect chain is 1 attempt, and every retry shows.
@@ -35,27 +40,30 @@ hops that succeeded: a clean redirect chain is 1 attempt, and every retry shows.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 from crawler.errors import FetchError, HTTPStatusError, RobotsDenied, TooManyRedirects
-from crawler.messages import FetchJob, Page, utc_now_iso
+from crawler.fetch.capture import capturing, note
+from crawler.fetch.commands import Claim, HostTurns, Response, Send, Sleep, Steps, WaitRobots
 from crawler.fetch.retry import RetryableStatus, RetryPolicy, parse_retry_after
-from crawler.fetch.robots import RobotsAnswer, RobotsCache, RobotsUnavailable
+from crawler.fetch.robots import REDIRECT_STATUSES, RobotsCache, RobotsUnavailable, origin_of
+from crawler.fetch.robots import fetch_steps as robots_fetch_steps
+from crawler.messages import FetchJob, Page, utc_now_iso
 from crawler.urls import BadURL, canonicalize, host_of
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+__all__ = ["FetchPolicy", "FetchAborted", "RetryLater", "Response", "SeenURLs", "RELEASED", "REQUEUED"]
+
+log = logging.getLogger("crawler")
+
 ERROR_BODY_BYTES = 65536  # of an error response we read only this much (keeps the connection)
 CHUNK = 65536
 DEADLINE_TIMEOUTS = 4  # a whole request may take this many times ``timeout``
-ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB; RFC 9309 asks for >= 500 KiB
-ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 §2.3.1.2: follow at least five
-
-
-class Fetcher(Protocol):
-    def fetch(self, job: FetchJob) -> Page: ...
+SITEMAP_MAX_REDIRECTS = 5
+RELEASED = None  # ``serve``: the job goes back to the frontier unsettled (the crawl is stopping)
+REQUEUED = "requeued"  # ``serve``: the job went back to its host's queue (robots.txt not available yet)
 
 
 class FetchAborted(Exception):
@@ -83,17 +91,6 @@ def split_content_type(value: str | None) -> tuple[str | None, str | None]:
     return mime.strip().lower() or None, charset
 
 
-@dataclass
-class Response:
-    """What one HTTP request returned, engine-independent."""
-
-    url: str
-    status: int
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    elapsed_ms: float
-
-
 class SeenURLs:
     """The URLs this process fetched or is fetching: job URLs and redirect targets.
 
@@ -108,6 +105,12 @@ class SeenURLs:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._hashes: set[int] = set()
+
+    def unknown(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The (url, host) pairs whose url is not remembered (one lock for all of them)."""
+        with self._lock:
+            hashes = self._hashes
+            return [pair for pair in pairs if hash(pair[0]) not in hashes] if hashes else pairs
 
     def add(self, url: str) -> bool:
         """Remember ``url``; False if it was already known."""
@@ -134,7 +137,7 @@ class FetchPolicy:
     capture = False  # [output] warc: put every HTTP exchange on the Page (crawler/fetch/capture.py)
 
     def __init__(self, fetch_settings, user_agent: str, *, scope=None, robots: RobotsCache | None = None,
-                 scheduler=None, stop: threading.Event | None = None,
+                 scheduler: HostTurns | None = None, stop: threading.Event | None = None,
                  claim: Callable[[str], bool] | None = None):
         self.settings = fetch_settings
         self.user_agent = user_agent
@@ -160,62 +163,112 @@ class FetchPolicy:
             headers["If-Modified-Since"] = job.last_modified
         return headers
 
-    def check_robots(self, url: str, host: str) -> bool:
-        """Raise RobotsDenied if robots.txt disallows ``url`` (RetryLater while it cannot be
-        had, Blocked if the guard refused its host). Returns True if the answer was not
-        cached, i.e. robots.txt was fetched (or waited for) just now."""
-        if self.robots is None:
-            return False
-        fetched = not self.robots.is_cached(url)
-        asked = self.scheduler.clock() if self.scheduler is not None else 0.0
+    # -- one job -------------------------------------------------------------------------------
+    def serve(self, job: FetchJob) -> Steps:
+        """``fetch(job)``, then settle it with the scheduler: the ``Page`` to hand on, or
+        ``RELEASED`` if the job goes back to the frontier unsettled (the crawl is stopping),
+        or ``REQUEUED`` if the scheduler has it again."""
+        scheduler = self.scheduler
         try:
-            allowed, delay = self.robots.check(url)
-        except RobotsUnavailable as exc:
-            if exc.final:
-                raise RobotsDenied(f"{exc} for {url}") from None
+            with capturing(self.capture) as exchanges:  # [output] warc: every exchange of this fetch
+                page = yield from self.fetch(job)
+            page.exchanges = exchanges
+        except FetchAborted:
+            page = RELEASED
+        except RetryLater:
+            page = REQUEUED if scheduler is not None and scheduler.requeue(job) else RELEASED
+        except Exception as exc:  # a bug must still settle the URL, never lose it
+            log.exception("fetcher failed on %s", job.url)
+            page = Page(job=job, fetched_at=utc_now_iso(), attempts=1,
+                        error=("connection", f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            if scheduler is not None:
+                scheduler.done(job)
+        return page
+
+    def fetch(self, job: FetchJob) -> Steps:
+        fetched_at = utc_now_iso()
+        started = time.monotonic()
+        sent = hops = 0
+        response: Response | None = None
+        error: FetchError | None = None
+        ended_at: str | None = None
+        url = job.url
+        seen = {url}
+        headers = self.request_headers(job)
+        if self.claim is None:
+            self.seen.add(url)  # fetched for its own record: a redirect to it need not be
+        # Known before asking: a denial from the cache means no request was sent at all.
+        robots_cached = self.robots is None or self.robots.is_cached(url)
+        try:
+            try:
+                if (yield from self.check_robots(url, job.host)):
+                    yield from self.turn(job)  # robots.txt was this host's last request start
+                while True:
+                    tries = 0
+                    while True:
+                        send = Send(url, headers, self.settings.max_bytes, self.deadline)
+                        result = self.sent(send, (yield send))
+                        sent, tries = sent + 1, tries + 1
+                        failure = self.failure(job, result)
+                        if failure is None:
+                            response = result
+                            break
+                        if tries > self.retry.retries or not self.retry.is_retryable(failure):
+                            raise failure
+                        if not (yield Sleep(self.retry.wait_seconds(tries, failure))):
+                            raise FetchAborted()
+                        yield from self.turn(job)
+                    target = self.next_hop(job.url, url, response, seen)
+                    if target is None:
+                        break
+                    if not (yield Claim(target)):
+                        ended_at = target
+                        break
+                    host = host_of(target)
+                    yield from self.turn(job, host)
+                    if (yield from self.check_robots(target, host)):
+                        yield from self.turn(job, host)
+                    hops += 1
+                    url = target
+            except RetryLater as exc:
+                # Also when a hop's robots.txt is the trouble: the job restarts from its own
+                # URL, so its own host must wait too, or it would ask again at once.
+                if self.scheduler is not None:
+                    self.scheduler.defer(job.host, exc.seconds)
+                raise
+        except RetryableStatus as exc:  # retries used up: record the last answer
+            response, error = exc.response, HTTPStatusError(str(exc), status=exc.status)
+        except FetchError as exc:
+            response, error = getattr(exc, "response", None), exc  # TooLarge keeps the status
+            if sent == 0 and robots_cached and isinstance(exc, RobotsDenied) and self.scheduler is not None:
+                self.scheduler.give_back_turn(job)
+        elapsed = (time.monotonic() - started) * 1000
+        return self.page(job, fetched_at, response, sent - hops, error, elapsed, final_url=ended_at)
+
+    def failure(self, job: FetchJob, result: Response | FetchError) -> FetchError | None:
+        """None if ``result`` is an answer to keep; else the error it stands for. A status
+        worth another attempt is RetryableStatus (and Retry-After pushes the host back)."""
+        if isinstance(result, FetchError):
+            return result
+        if result.status not in self.retry.statuses:
+            return None
+        retry_after = parse_retry_after(result.headers.get("retry-after"))
+        if retry_after is not None:
+            retry_after = min(retry_after, self.settings.max_crawl_delay)
             if self.scheduler is not None:
-                self.scheduler.defer(host, exc.retry_in)
-            raise RetryLater(exc.retry_in) from None
-        if self.scheduler is not None:
-            if delay is not None:
-                self.scheduler.set_delay(host, min(delay, self.settings.max_crawl_delay))
-            if fetched:  # robots.txt was a request start; the Crawl-delay counts from it
-                self.scheduler.note_start(host, asked)
-        if not allowed:
-            raise RobotsDenied(f"disallowed by robots.txt: {url}")
-        return fetched
-
-    def take_turn(self, job: FetchJob, host: str | None = None) -> None:
-        """Block until ``job`` may start its next request, to ``host`` (None: the host
-        whose slot it holds). Threads engine only."""
-        if self.scheduler is not None and not self.scheduler.move(job, host, self.stop):
-            raise FetchAborted()
-
-    def sleep_between_attempts(self, job: FetchJob) -> Callable[[float], None]:
-        def sleep(seconds: float) -> None:
-            if self.stop.wait(seconds):
-                raise FetchAborted()
-            self.take_turn(job)
-
-        return sleep
+                self.scheduler.defer(host_of(result.url) or job.host, retry_after)
+        return RetryableStatus(f"HTTP {result.status}", status=result.status, retry_after=retry_after,
+                               response=result)
 
     def on_status(self, job: FetchJob, response: Response) -> None:
-        """Raise RetryableStatus for statuses worth another attempt (and push the host
-        back by Retry-After)."""
-        if response.status in self.retry.statuses:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if retry_after is not None:
-                retry_after = min(retry_after, self.settings.max_crawl_delay)
-                if self.scheduler is not None:
-                    self.scheduler.defer(host_of(response.url) or job.host, retry_after)
-            raise RetryableStatus(
-                f"HTTP {response.status}", status=response.status, retry_after=retry_after, response=response
-            )
+        """Raise RetryableStatus for a status worth another attempt (see ``failure``)."""
+        if (failure := self.failure(job, response)) is not None:
+            raise failure
 
-    def next_hop(self, job: FetchJob, current: str, response: Response, seen: set[str], *,
-                 robots: bool = True) -> str | None:
+    def next_hop(self, origin_url: str, current: str, response: Response, seen: set[str]) -> str | None:
         """The canonical redirect target, or None if ``response`` is not a redirect.
-        Checks loops, the hop limit, scope and (unless ``robots=False``) robots.txt."""
+        Checks loops, the hop limit and the scope (robots.txt is the caller's step)."""
         if response.status not in REDIRECT_STATUSES:
             return None
         location = response.headers.get("location")
@@ -228,26 +281,123 @@ class FetchPolicy:
         if target in seen:
             raise TooManyRedirects(f"redirect loop: {current} -> {target}")
         if len(seen) > self.settings.max_redirects:
-            raise TooManyRedirects(f"more than {self.settings.max_redirects} redirects from {job.url}")
+            raise TooManyRedirects(f"more than {self.settings.max_redirects} redirects from {origin_url}")
         if self.scope is not None and not self.scope.allows(target):
             raise TooManyRedirects(f"redirect out of scope: {current} -> {target}")
-        if robots:
-            self.check_robots(target, host_of(target))
         seen.add(target)
         return target
 
-    def note_fetching(self, url: str) -> None:
-        """``url`` is being fetched for its own record (a redirect to it need not be)."""
-        if self.claim is None:
-            self.seen.add(url)
-
     def claim_target(self, url: str) -> bool:
-        """True if a redirect to ``url`` should be followed; False if ``url`` is already
-        known and the fetch should end at the redirect."""
+        """``Claim``: True if a redirect to ``url`` should be followed; False if ``url`` is
+        already known and the fetch should end at the redirect."""
         if self.claim is not None:
             return self.claim(url)
         return self.seen.add(url)
 
+    # -- the host's turns ----------------------------------------------------------------------
+    def sent(self, send: Send, result: Response | FetchError) -> Response | FetchError:
+        """A request to ``send.url``'s host left at ``result.sent_at``: its host's delay
+        counts from then, not from when the turn was taken (the request leaves later: thread
+        hand-off, connection set-up), so the delay holds as the server sees it. An answer is
+        also noted for the WARC, when the running fetch captures (crawler/fetch/capture.py)."""
+        sent_at = getattr(result, "sent_at", None)
+        if sent_at is not None and self.scheduler is not None:
+            self.scheduler.note_start(host_of(send.url), sent_at)
+        if isinstance(result, Response):
+            note(send.url, send.headers, result)
+        return result
+
+    def turn(self, job: FetchJob, host: str | None = None) -> Steps:
+        """Wait until ``job`` may start its next request, to ``host`` (None: the host whose
+        slot it holds), and take that start. FetchAborted if the crawl stops meanwhile."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        while (wait := scheduler.try_turn(job) if host is None else scheduler.try_move(job, host)) > 0:
+            if not (yield Sleep(wait)):
+                raise FetchAborted()
+
+    # -- robots.txt ----------------------------------------------------------------------------
+    def check_robots(self, url: str, host: str) -> Steps:
+        """Raise RobotsDenied if robots.txt disallows ``url`` (RetryLater while it cannot be
+        had, Blocked if the guard refused its host). Returns True if the answer was not
+        cached, i.e. robots.txt was fetched (or waited for) just now."""
+        cache = self.robots
+        if cache is None:
+            return False
+        fetched = False
+        asked = self.scheduler.clock() if self.scheduler is not None else 0.0
+        while True:
+            try:
+                answer = cache.answer(url)
+            except RobotsUnavailable as exc:
+                if exc.final:
+                    raise RobotsDenied(f"{exc} for {url}") from None
+                if self.scheduler is not None:
+                    self.scheduler.defer(host, exc.retry_in)
+                raise RetryLater(exc.retry_in) from None
+            if answer is not None:
+                break
+            fetched = True
+            origin = origin_of(url)
+            if cache.claim(origin):  # this fetch gets it; others asking meanwhile wait
+                got = None
+                try:
+                    got = yield from self.robots_txt(origin + "/robots.txt")
+                finally:
+                    cache.store(origin, got)
+            else:
+                yield WaitRobots(origin)
+        allowed, delay = answer
+        if self.scheduler is not None:
+            if delay is not None:
+                self.scheduler.set_delay(host, min(delay, self.settings.max_crawl_delay))
+            if fetched:  # robots.txt was a request start; the Crawl-delay counts from it
+                self.scheduler.note_start(host, asked)
+        if not allowed:
+            raise RobotsDenied(f"disallowed by robots.txt: {url}")
+        return fetched
+
+    def robots_txt(self, url: str) -> Steps:
+        """GET a robots.txt (``robots.fetch_steps``): a ``RobotsAnswer``."""
+        return (yield from robots_fetch_steps(url, self.base_headers, self.deadline, self.sent))
+
+    # -- sitemaps ------------------------------------------------------------------------------
+    def sitemap(self, url: str, max_bytes: int) -> Steps:
+        """One sitemap file's body, or None if it could not be had. Each request takes a
+        slot and a turn of its host (sitemap requests count for per-host concurrency and
+        delay); each URL, redirect hops included, is checked by robots.txt, and each hop
+        by the scope, as a page's would be."""
+        seen = {url}
+        for _ in range(SITEMAP_MAX_REDIRECTS + 1):
+            host = host_of(url)
+            try:
+                yield from self.check_robots(url, host)
+            except (FetchError, RetryLater):
+                return None
+            token = self.scheduler.token(host) if self.scheduler is not None else None
+            try:
+                if token is not None:
+                    yield from self.turn(token, host)
+                send = Send(url, self.base_headers, max_bytes, self.deadline)
+                result = self.sent(send, (yield send))
+            except FetchAborted:
+                return None  # the crawl is stopping
+            finally:
+                if token is not None:
+                    self.scheduler.done(token)
+            if isinstance(result, FetchError):
+                return None
+            try:
+                target = self.next_hop(url, url, result, seen)
+            except TooManyRedirects:
+                return None
+            if target is None:
+                return result.body if result.status == 200 else None
+            url = target
+        return None
+
+    # -- the record ----------------------------------------------------------------------------
     def page(self, job: FetchJob, fetched_at: str, response: Response | None, attempts: int,
              error: FetchError | None, elapsed_ms: float, *, final_url: str | None = None) -> Page:
         page = Page(job=job, fetched_at=fetched_at, attempts=attempts, elapsed_ms=round(elapsed_ms, 1))
@@ -266,67 +416,3 @@ class FetchPolicy:
         if error is not None:
             page.error = (error.type, str(error))
         return page
-
-
-def robots_step(url: str, resp: Response) -> RobotsAnswer | str:
-    """One response while fetching a robots.txt: the answer, or the URL a redirect leads
-    to next (both engines follow up to 5 redirects, as RFC 9309 allows)."""
-    location = resp.headers.get("location")
-    if resp.status not in REDIRECT_STATUSES or not location:
-        return RobotsAnswer(resp.status, resp.body if 200 <= resp.status < 300 else b"")
-    try:
-        return canonicalize(location, url)
-    except (BadURL, ValueError):
-        return RobotsAnswer(resp.status)
-
-
-def run_fetch(policy: FetchPolicy, job: FetchJob, send: Callable[[str, dict], Response]) -> Page:
-    """The engine-independent fetch loop for blocking transports (see the module doc)."""
-    fetched_at = utc_now_iso()
-    started = time.monotonic()
-    sent = hops = 0
-    response: Response | None = None
-    error: FetchError | None = None
-    ended_at: str | None = None
-    url = job.url
-    seen = {url}
-    headers = policy.request_headers(job)
-    policy.note_fetching(url)
-    # Known before asking: a denial from the cache means no request was sent at all.
-    robots_cached = policy.robots is None or policy.robots.is_cached(url)
-    try:
-        try:
-            if policy.check_robots(url, job.host):
-                policy.take_turn(job)  # robots.txt was this host's last request start
-            while True:
-                for attempt in policy.retry.retrying(policy.sleep_between_attempts(job)):
-                    with attempt:
-                        sent += 1
-                        response = send(url, headers)
-                        policy.on_status(job, response)
-                target = policy.next_hop(job, url, response, seen, robots=False)
-                if target is None:
-                    break
-                if not policy.claim_target(target):
-                    ended_at = target
-                    break
-                host = host_of(target)
-                policy.take_turn(job, host)
-                if policy.check_robots(target, host):
-                    policy.take_turn(job, host)
-                hops += 1
-                url = target
-        except RetryLater as exc:
-            # Also when a hop's robots.txt is the trouble: the job restarts from its own
-            # URL, so its own host must wait too, or it would ask again at once.
-            if policy.scheduler is not None:
-                policy.scheduler.defer(job.host, exc.seconds)
-            raise
-    except RetryableStatus as exc:  # retries used up: record the last answer
-        response, error = exc.response, HTTPStatusError(str(exc), status=exc.status)
-    except FetchError as exc:
-        response, error = getattr(exc, "response", None), exc  # TooLarge keeps the status
-        if sent == 0 and robots_cached and isinstance(exc, RobotsDenied) and policy.scheduler is not None:
-            policy.scheduler.give_back_turn(job)
-    elapsed = (time.monotonic() - started) * 1000
-    return policy.page(job, fetched_at, response, sent - hops, error, elapsed, final_url=ended_at)

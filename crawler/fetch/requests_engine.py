@@ -1,10 +1,15 @@
-"""The threads engine: ``RequestsFetcher``, requests + urllib3 under ``run_fetch``.
+"""The threads engine: ``RequestsFetcher``, requests + urllib3 performing the policy's commands.
 
-Each fetcher thread has its own ``requests.Session``. What this transport adds to a
-plain GET:
+``start`` runs ``concurrency`` worker threads; each takes the next job the host
+scheduler hands out and runs ``FetchPolicy.serve`` over ``perform`` (``commands.drive``).
+Each thread has its own ``requests.Session``. What this transport adds to a plain GET:
 
 - connections are opened by ``guard.open_connection`` (the SSRF guard checks every
-  address before connecting and the peer after);
+  address before connecting and the peer after). urllib3 has no public hook for
+  opening a connection's socket, so this is the one shim on a private name:
+  ``HTTPConnection._new_conn`` is overridden (``_guarded``), and ``require_shim``
+  fails at import, loudly, if a urllib3 release no longer calls it
+  (tests/fetch/test_transports.py checks it as well);
 - the request's socket is put under the watchdog (crawler/fetch/watchdog.py) as soon as it
   exists, so the deadline holds through slow headers, a dripping body and, once the
   handshake is done, TLS;
@@ -14,6 +19,8 @@ plain GET:
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 import socket
 import threading
@@ -22,31 +29,37 @@ import time
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
-from urllib3.util.timeout import _DEFAULT_TIMEOUT
+from urllib3.util.timeout import Timeout
 
-from crawler.errors import Blocked, ConnectError, FetchError, FetchTimeout, TooLarge
-from crawler.fetch.capture import capturing, note
-from crawler.fetch.policy import (
-    CHUNK,
-    ERROR_BODY_BYTES,
-    ROBOTS_MAX_BYTES,
-    ROBOTS_MAX_REDIRECTS,
-    robots_step,
-    FetchPolicy,
-    Response,
-    run_fetch,
-)
+from crawler.errors import ConnectError, FetchError, FetchTimeout, TooLarge
+from crawler.fetch.commands import Claim, Response, Send, Sleep, Transport, WaitRobots, drive
 from crawler.fetch.guard import AddressGuard, open_connection
-from crawler.messages import FetchJob, Page
-from crawler.fetch.robots import RobotsAnswer
+from crawler.fetch.policy import CHUNK, ERROR_BODY_BYTES, FetchPolicy
 from crawler.fetch.watchdog import WATCHDOG
+
+log = logging.getLogger("crawler")
 
 # The deadline of the request this thread is sending, and its watchdog alarm. The
 # connection classes below arm the alarm as soon as they have a socket.
 _current = threading.local()
+
+SHIM = "_new_conn"  # the one private urllib3 name we override: see the module doc
+
+
+def require_shim() -> None:
+    """Fail loudly if urllib3 no longer opens its sockets through ``HTTPConnection._new_conn``:
+    the SSRF guard and the deadline would silently stop applying."""
+    hook = getattr(HTTPConnection, SHIM, None)
+    if not callable(hook) or f"self.{SHIM}()" not in inspect.getsource(HTTPConnection.connect):
+        raise ImportError(f"urllib3 {urllib3.__version__}: HTTPConnection.connect no longer calls "
+                          f"{SHIM}(); the crawler's SSRF guard needs a new hook (see docs/design.md)")
+
+
+require_shim()
 
 
 def _arm(sock: socket.socket | None) -> None:
@@ -59,25 +72,23 @@ def _connection_class(base, guard: AddressGuard | None):
     """``base`` (a urllib3 connection class) that connects through the SSRF guard and puts
     its socket under the request's deadline."""
 
-    class Conn(base):
-        def _new_conn(self):
-            timeout = self.timeout
-            if timeout is _DEFAULT_TIMEOUT:
-                timeout = socket.getdefaulttimeout()
-            try:
-                sock = open_connection(self._dns_host, self.port, guard=guard, timeout=timeout,
-                                       deadline=getattr(_current, "deadline", None),
-                                       family=allowed_gai_family(), source_address=self.source_address,
-                                       socket_options=self.socket_options)
-            except socket.gaierror as exc:
-                raise NameResolutionError(self.host, self, exc) from exc
-            except socket.timeout as exc:
-                raise ConnectTimeoutError(self, f"connection to {self.host} timed out") from exc
-            except OSError as exc:
-                raise NewConnectionError(self, f"failed to establish a new connection: {exc}") from exc
-            _arm(sock)
-            return sock
+    def _guarded(self) -> socket.socket:
+        timeout = Timeout.resolve_default_timeout(self.timeout)
+        try:
+            sock = open_connection(self.host, self.port, guard=guard, timeout=timeout,
+                                   deadline=getattr(_current, "deadline", None),
+                                   family=allowed_gai_family(), source_address=self.source_address,
+                                   socket_options=self.socket_options)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        except socket.timeout as exc:
+            raise ConnectTimeoutError(self, f"connection to {self.host} timed out") from exc
+        except OSError as exc:
+            raise NewConnectionError(self, f"failed to establish a new connection: {exc}") from exc
+        _arm(sock)
+        return sock
 
+    class Conn(base):
         def connect(self):
             super().connect()
             alarm = getattr(_current, "alarm", None)
@@ -85,9 +96,11 @@ def _connection_class(base, guard: AddressGuard | None):
                 WATCHDOG.retarget(alarm, self.sock)
 
         def getresponse(self, *args, **kwargs):
+            _current.sent_at = time.monotonic()  # the request head has just been written
             _arm(self.sock)  # a reused keep-alive connection
             return super().getresponse(*args, **kwargs)
 
+    setattr(Conn, SHIM, _guarded)
     return Conn
 
 
@@ -103,103 +116,134 @@ def _guarded_pools(guard: AddressGuard | None):
 
 class GuardedAdapter(HTTPAdapter):
     def __init__(self, guard: AddressGuard | None, **kw):
-        self._guard = guard
+        self.guard = guard
         super().__init__(**kw)
 
     def init_poolmanager(self, *args, **kw):
         super().init_poolmanager(*args, **kw)
-        self.poolmanager.pool_classes_by_scheme = _guarded_pools(self._guard)
+        self.poolmanager.pool_classes_by_scheme = _guarded_pools(self.guard)
 
 
-class RequestsFetcher:
-    """The threads engine: call ``fetch`` from any number of threads."""
+class RequestsFetcher(Transport):
+    """The threads engine: ``start`` its workers, or ``call`` policy steps from any thread."""
 
     def __init__(self, policy: FetchPolicy, guard: AddressGuard | None = None):
         self.policy = policy
         self.guard = guard
-        self._local = threading.local()
+        self.local = threading.local()
         # Reading proxy settings, .netrc and CA paths from the environment on every
         # request costs CPU; only do it if the user has configured a proxy there.
         self.trust_env = any(k.lower().endswith("_proxy") for k in os.environ)
         self.proxies: dict = {}
+        # One cookie jar for all threads, as the async engine has one for its session:
+        # a cookie a host set is sent back whichever thread fetches its next page.
+        self.cookies = requests.cookies.RequestsCookieJar()
+        self.died: str | None = None
+
+    # -- workers ---------------------------------------------------------------------------------
+    def start(self, scheduler, on_page, on_release) -> list[threading.Thread]:
+        threads = []
+        for i in range(self.policy.settings.concurrency):
+            t = threading.Thread(target=self.work, args=(scheduler, on_page, on_release),
+                                 name=f"fetcher-{i}", daemon=True)
+            t.start()
+            threads.append(t)
+        return threads
+
+    def work(self, scheduler, on_page, on_release) -> None:
+        """One worker: jobs from the scheduler until it is closed. If anything escapes,
+        the engine is ``broken`` and the crawl aborts (the coordinator checks)."""
+        try:
+            while (job := scheduler.next_job()) is not None:
+                self.hand_on(job, self.call(self.policy.serve(job)), on_page, on_release)
+        except BaseException as exc:
+            self.died = f"{threading.current_thread().name} died: {type(exc).__name__}: {exc}"
+            log.exception("fetcher thread died")
+        finally:
+            self.close()
+
+    @property
+    def broken(self) -> str | None:
+        """Why the engine cannot go on (a worker died), or None."""
+        return self.died
+
+    # -- the commands ----------------------------------------------------------------------------
+    def call(self, steps):
+        return drive(steps, self.perform)
+
+    def perform(self, command):
+        match command:
+            case Send():
+                return self.exchange_or_error(command)
+            case Sleep(seconds):
+                return not self.policy.stop.wait(seconds)
+            case WaitRobots(origin):
+                return self.policy.robots.wait_ready(origin)
+            case Claim(url):
+                return self.policy.claim_target(url)
+        raise TypeError(f"not a fetch command: {command!r}")
 
     def session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
+        session = getattr(self.local, "session", None)
         if session is None:
             session = requests.Session()
             session.trust_env = self.trust_env
+            session.cookies = self.cookies
             adapter = GuardedAdapter(self.guard, pool_connections=16,
                                      pool_maxsize=max(2, self.policy.settings.per_host_concurrency),
                                      max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            self._local.session = session
+            self.local.session = session
         return session
 
     def close(self) -> None:
-        session = getattr(self._local, "session", None)
+        session = getattr(self.local, "session", None)
         if session is not None:
             session.close()
 
-    def fetch(self, job: FetchJob) -> Page:
-        with capturing(self.policy.capture) as exchanges:
-            page = run_fetch(self.policy, job, self.send)
-        page.exchanges = exchanges
-        return page
-
-    def fetch_robots(self, url: str) -> RobotsAnswer:
-        """GET a robots.txt, following up to 5 redirects (RFC 9309), each through the guard."""
-        for _ in range(ROBOTS_MAX_REDIRECTS + 1):
-            try:
-                resp = self.exchange(url, self.policy.base_headers, limit=ROBOTS_MAX_BYTES, truncate=True)
-            except Blocked as exc:
-                return RobotsAnswer(None, blocked=str(exc))
-            except FetchError:  # timeout, connection: "unreachable"
-                return RobotsAnswer(None)
-            step = robots_step(url, resp)
-            if isinstance(step, RobotsAnswer):
-                return step
-            url = step
-        return RobotsAnswer(resp.status)  # too many redirects: "unavailable", allow all
-
-    def send(self, url: str, headers: dict) -> Response:
-        return self.exchange(url, headers, limit=self.policy.settings.max_bytes)
-
-    def exchange(self, url: str, headers: dict, *, limit: int, truncate: bool = False) -> Response:
-        """One GET, redirects not followed. A 2xx body is read up to ``limit`` decoded bytes
-        (more is TooLarge, or cut off with ``truncate``); other bodies are dropped."""
+    def exchange_or_error(self, send: Send) -> Response | FetchError:
+        """``Send``: one GET, redirects not followed. A 2xx body is read up to ``limit``
+        decoded bytes (more is TooLarge, or cut off with ``truncate``); other bodies are
+        dropped. A failure is returned, not raised."""
         timeout = self.policy.settings.timeout
         started = time.monotonic()
-        deadline = started + self.policy.deadline
-        _current.deadline, _current.alarm = deadline, None
+        deadline = started + send.deadline
+        _current.deadline, _current.alarm, _current.sent_at = deadline, None, None
         try:
-            return note(url, headers, self._exchange(url, headers, timeout, started, deadline, limit, truncate))
+            result = self._exchange(send, timeout, started, deadline)
+        except FetchError as exc:
+            result = exc
         finally:
             alarm = _current.alarm
             _current.deadline = _current.alarm = None
             if alarm is not None:
                 WATCHDOG.disarm(alarm)
+        result.sent_at = _current.sent_at
+        return result
 
     def _overdue(self, deadline: float) -> bool:
         alarm = getattr(_current, "alarm", None)
         return (alarm is not None and alarm.fired) or time.monotonic() >= deadline
 
-    def _exchange(self, url, headers, timeout, started, deadline, limit, truncate) -> Response:
-        late = f"no complete answer within the deadline of {self.policy.deadline:g}s: {url}"
+    def _exchange(self, send: Send, timeout: float, started: float, deadline: float) -> Response:
+        url, limit = send.url, send.limit
+        late = f"no complete answer within the deadline of {send.deadline:g}s: {url}"
         try:
             session = self.session()
             # Session.get() merges environment, auth and hook settings on every call,
             # which costs more CPU than the HTTP exchange itself here; a prepared
             # request with the session's cookies does what we need and no more.
             prep = requests.PreparedRequest()
-            prep.prepare(method="GET", url=url, headers=headers,
+            prep.prepare(method="GET", url=url, headers=send.headers,
                          cookies=session.cookies if len(session.cookies) else None)
             resp = session.send(prep, stream=True, timeout=(timeout, timeout), allow_redirects=False,
                                 proxies=self.proxies)
-        except Blocked:
+        except FetchError:
             raise
         except requests.exceptions.Timeout as exc:
-            raise FetchTimeout(f"timed out after {timeout:g}s: {url}") from exc
+            step = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+            raise FetchTimeout(f"{step} timed out after {timeout:g}s: {url}") from exc
         except requests.exceptions.RequestException as exc:
             if self._overdue(deadline):
                 raise FetchTimeout(late) from exc
@@ -216,7 +260,7 @@ class RequestsFetcher:
                 while chunk := raw.read1(CHUNK, decode_content=True):
                     body += chunk
                     if len(body) > cap:
-                        if ok and not truncate:
+                        if ok and not send.truncate:
                             too_large = TooLarge(f"body larger than max_bytes={cap}: {url}")
                             too_large.response = Response(  # the record still shows the answer
                                 url, resp.status_code, {k.lower(): v for k, v in resp.headers.items()},

@@ -1,4 +1,4 @@
-"""The retry policy: one frozen value, turned into one tenacity ``Retrying``.
+"""The retry policy: one frozen value that the fetch policy asks (crawler/fetch/policy.py).
 
 Retried: connection errors, timeouts, and responses whose status is in
 ``retry_statuses``. Not retried: every other status, and errors that another attempt
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable
-
-import tenacity
 
 from crawler.errors import ConnectError, FetchError, FetchTimeout
 
 
 class RetryableStatus(FetchError):
-    """A response whose status is worth another attempt (raised inside the retry loop)."""
+    """A response whose status is worth another attempt (what ``FetchPolicy.failure`` returns)."""
 
     type = "http"
 
@@ -57,18 +54,6 @@ class RetryPolicy:
         ceiling = min(self.cap, self.backoff * (2 ** (attempt - 1)))
         # "Equal jitter": at least half the exponential step, so backoff still grows.
         return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def retrying(self, sleep: Callable[[float], None]) -> tenacity.Retrying:
-        """A Retrying whose waits go through ``sleep`` (which also respects politeness)."""
-        return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retries + 1),
-            retry=tenacity.retry_if_exception(self.is_retryable),
-            wait=lambda state: self.wait_seconds(
-                state.attempt_number, state.outcome.exception() if state.outcome else None
-            ),
-            sleep=sleep,
-            reraise=True,
-        )
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -15,8 +15,10 @@ hostile sitemap cannot read local files or expand an entity bomb; one that canno
 be parsed yields what was read before the error.
 
 Sitemap URLs are start URLs, not seeds: they do not widen the scope and the SSRF
-guard does not trust their hosts. The fetch function is the caller's, so sitemap
-requests go through the same transport (guard, deadline, max_bytes) as pages.
+guard does not trust their hosts. The fetch function is the caller's: ``polite_fetch``
+runs the fetch policy's ``sitemap`` steps on the crawl's transport, so sitemap requests
+take their host's turns, obey robots.txt and the scope on every redirect hop, and go
+through the guard, the deadline and max_bytes, as pages do.
 """
 
 from __future__ import annotations
@@ -27,12 +29,10 @@ from typing import Callable, Iterable, Iterator
 
 from lxml import etree
 
-from crawler.errors import FetchError
-from crawler.urls import BadURL, canonicalize, host_of, resolve
+from crawler.urls import BadURL, canonicalize
 
 MAX_INDEX_DEPTH = 3  # an index of indexes of indexes: deeper is not worth following
 MAX_FILES = 1000  # sitemap files read per crawl, at most
-MAX_REDIRECTS = 5
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -123,31 +123,15 @@ def discover(origins: Iterable[str], fetch: Callable[[str], bytes | None],
                     return
 
 
-def polite_fetch(fetcher, scheduler=None, stop=None, *, max_bytes: int) -> Callable[[str], bytes | None]:
-    """A ``fetch`` for ``discover`` over a ``RequestsFetcher``: each request takes a slot
-    and a turn of its host from the crawl's scheduler (so sitemap requests count for
-    per-host concurrency and delay), goes through the SSRF guard and the deadline, and
-    follows up to 5 redirects. Any failure is None."""
+def _canonical_or_empty(url: str) -> str:
+    try:
+        return canonicalize(url)
+    except (BadURL, ValueError):
+        return ""
 
-    def fetch(url: str) -> bytes | None:
-        for _ in range(MAX_REDIRECTS + 1):
-            token = scheduler.acquire(host_of(url), stop) if scheduler is not None else None
-            if scheduler is not None and token is None:
-                return None  # the crawl is stopping
-            try:
-                response = fetcher.exchange(url, fetcher.policy.base_headers, limit=max_bytes)
-            except FetchError:
-                return None
-            finally:
-                if token is not None:
-                    scheduler.done(token)
-            location = response.headers.get("location")
-            if response.status in (301, 302, 303, 307, 308) and location:
-                url = resolve(location, url)
-                if not url:
-                    return None
-                continue
-            return response.body if response.status == 200 else None
-        return None
 
-    return fetch
+def polite_fetch(transport, *, max_bytes: int) -> Callable[[str], bytes | None]:
+    """A ``fetch`` for ``discover`` over either engine: ``FetchPolicy.sitemap`` steps (each
+    request takes a slot and a turn of its host, robots.txt and the scope are checked on
+    every redirect hop) performed by ``transport`` (guard, deadline, max_bytes)."""
+    return lambda url: transport.call(transport.policy.sitemap(url, max_bytes))

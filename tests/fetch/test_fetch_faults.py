@@ -2,9 +2,9 @@
 table, each on its own path, and every URL must end in exactly one record with the
 right status or error.
 
-The site is crawled once per module (the crawl takes ~10 s, mostly the deadline of the
-dripping page); each test then checks one property of that crawl, from the records and
-from what the server saw.
+The site is crawled once per engine (threads, async: the same server answers for both;
+a crawl takes ~10 s, mostly the deadline of the dripping page); each test then checks
+one property of that crawl, from the records and from what the server saw.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from crawler.demo.shop.server import HANG, RESET, Drip, Response, Site, SiteServer
 from tests.conftest import assert_starts_apart, run_cli
+from tests.fetch.conftest import ENGINES
 
 H = "127.0.0.1"  # the fault rows
 R = "127.0.0.2"  # robots.txt: Disallow: /private/, Crawl-delay: 0.5
@@ -155,8 +156,8 @@ class Crawled:
         return sorted(r.started for r in self.server.log if r.host == host and (path is None or r.path == path))
 
 
-@pytest.fixture(scope="module")
-def crawled(tmp_path_factory):
+@pytest.fixture(scope="module", params=ENGINES)
+def crawled(request, tmp_path_factory):
     port_holder: dict = {}
     site = build_site(port_holder)
     with SiteServer(site, [H, R, OUTSIDE]) as server:
@@ -165,7 +166,8 @@ def crawled(tmp_path_factory):
         seeds = [server.url(H, p) for p in SEEDS_H] + [server.url(R, "/")]
         (tmp / "seeds.txt").write_text("\n".join(seeds) + "\n")
         (tmp / "settings.toml").write_text(SETTINGS)
-        run = run_cli("crawl", "-s", "seeds.txt", "-o", "out.jsonl", "-q", cwd=tmp, timeout=120,
+        run = run_cli("crawl", "-s", "seeds.txt", "-o", "out.jsonl", "-q", "--engine", request.param,
+                      cwd=tmp, timeout=120,
                       output=tmp / "out.jsonl")
         assert run.code == 0, run.stderr
         yield Crawled(server, run)

@@ -6,6 +6,9 @@ import gzip
 import threading
 import time
 
+import orjson
+
+from crawler.api import crawl
 from crawler.fetch.policy import FetchPolicy
 from crawler.fetch.requests_engine import RequestsFetcher
 from crawler.fetch.guard import AddressGuard
@@ -54,11 +57,11 @@ def test_parse_resolves_no_entities_and_survives_broken_xml():
 
 def crawl_parts(server: SiteServer, scheduler=None):
     settings = load_settings(None, {"fetch.timeout": 2, "crawl.allowed_domains": [H]})
-    fetcher = RequestsFetcher(FetchPolicy(settings.fetch, "test-agent"),
+    scope = Scope.from_settings(settings, [server.url(H)]).compile()
+    fetcher = RequestsFetcher(FetchPolicy(settings.fetch, "test-agent", scheduler=scheduler, scope=scope),
                               AddressGuard(allow_private=False, trusted_hosts={H}))
     robots = RobotsCache("test-agent", fetcher.fetch_robots)
-    scope = Scope.from_settings(settings, [server.url(H)]).compile()
-    fetch = polite_fetch(fetcher, scheduler, max_bytes=settings.fetch.max_bytes)
+    fetch = polite_fetch(fetcher, max_bytes=settings.fetch.max_bytes)
     return fetch, (lambda origin: robots.sitemaps(origin + "/")), scope.allows
 
 
@@ -116,3 +119,30 @@ def test_sitemap_requests_take_their_turn_with_the_hosts_pages(serve):
     (request,) = [r for r in server.log if r.path == "/sitemap.xml"]
     assert request.started >= released  # it waited for the slot
     assert request.started - page_started >= 0.5  # and for the delay since the page started
+
+
+def test_sitemap_redirects_are_checked_by_the_scope_and_robots_txt_like_any_other(serve, tmp_path, engine_name):
+    """Issue 11 #8: a sitemap that redirects out of scope, or into a path robots.txt
+    disallows, is not followed there (on either engine)."""
+    out_host = "127.0.0.9"  # bound, but out of scope
+    site = Site()
+    server = serve(site, [H, out_host])
+    u = server.url
+    site.add(H, "/robots.txt", Response(200, (f"User-agent: *\nDisallow: /private/\n"
+                                              f"Sitemap: {u(H, '/to-outside.xml')}\n"
+                                              f"Sitemap: {u(H, '/to-private.xml')}\n"
+                                              f"Sitemap: {u(H, '/plain.xml')}\n").encode(),
+                                        (("Content-Type", "text/plain"),)))
+    site.add(H, "/to-outside.xml", Response.redirect(u(out_host, "/sitemap.xml")))
+    site.add(H, "/to-private.xml", Response.redirect("/private/sitemap.xml"))
+    site.add(H, "/plain.xml", xml(urlset(u(H, "/p/listed"))))
+    site.add(H, "/private/sitemap.xml", xml(urlset(u(H, "/p/from-private"))))
+    site.add(out_host, "/sitemap.xml", xml(urlset(u(H, "/p/from-outside"))))
+    site.add(H, "*", Response.html("<html><head><title>page</title></head><body></body></html>"))
+    out = tmp_path / "out.jsonl"
+    crawl([u(H, "/")], output=out, max_depth=0, per_host_delay=0, timeout=2, workers=1, sitemaps=True,
+          engine=engine_name, handle_signals=False)
+    urls = {orjson.loads(line)["url"] for line in out.read_bytes().splitlines()}
+    assert urls == {u(H, "/"), u(H, "/p/listed")}
+    assert server.hits(out_host) == 0
+    assert server.hits(H, "/private/sitemap.xml") == 0

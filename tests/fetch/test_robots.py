@@ -11,6 +11,7 @@ import pytest
 from crawler.fetch import robots as robots_mod
 from crawler.api import crawl
 from crawler.errors import Blocked
+from crawler.fetch.commands import Response as Response_, drive
 from crawler.fetch.policy import FetchPolicy
 from crawler.fetch.requests_engine import RequestsFetcher
 from crawler.fetch.robots import RobotsAnswer, RobotsCache, RobotsUnavailable
@@ -205,12 +206,12 @@ def test_crawl_delay_is_honoured_up_to_max_crawl_delay():
     clock = Clock()
     scheduler = HostScheduler(1, 0.0, clock=clock)
     settings = load_settings(None, {"fetch.max_crawl_delay": 3})
-    policy = FetchPolicy(settings.fetch, UA, scheduler=scheduler,
-                         robots=RobotsCache(UA, Answers(ok("User-agent: *\nCrawl-delay: 3600\n")), clock=clock))
+    policy = FetchPolicy(settings.fetch, UA, scheduler=scheduler, robots=RobotsCache(UA, Answers(), clock=clock))
     first, second = job(1), job(2)
     scheduler.offer([first, second])
     assert scheduler.try_next()[0] is first
-    assert policy.check_robots(first.url, first.host) is True  # fetched just now
+    served = Response_("http://a.test/robots.txt", 200, {}, b"User-agent: *\nCrawl-delay: 3600\n", 1.0)
+    assert drive(policy.check_robots(first.url, first.host), lambda send: served) is True  # fetched just now
     scheduler.done(first)
     assert scheduler.try_next() == (None, 3.0)  # not an hour
 

@@ -100,9 +100,10 @@ def served(fake_network):
         yield server
 
 
-def test_links_and_redirects_to_non_public_addresses_are_blocked_before_connecting(tmp_path, served, fake_network):
+def test_links_and_redirects_to_non_public_addresses_are_blocked_before_connecting(tmp_path, served, fake_network,
+                                                                                  engine_name):
     port = served.port
-    records = run_crawl(tmp_path, f"http://site.test:{port}/")
+    records = run_crawl(tmp_path, f"http://site.test:{port}/", engine=engine_name)
     assert records[f"http://site.test:{port}/"]["error"] is None  # the seed itself is trusted
     for name in ("metadata", "intranet", "alibaba-meta", "other-loopback"):
         r = records[f"http://{name}.test:{port}/from-{name}"]
@@ -115,9 +116,9 @@ def test_links_and_redirects_to_non_public_addresses_are_blocked_before_connecti
     assert served.hits(H, "/robots.txt") == 1  # only the seed's own
 
 
-def test_allow_private_networks_lets_a_non_seed_loopback_host_through(tmp_path, served, fake_network):
+def test_allow_private_networks_lets_a_non_seed_loopback_host_through(tmp_path, served, fake_network, engine_name):
     port = served.port
-    records = run_crawl(tmp_path, f"http://site.test:{port}/", allow_private_networks=True,
+    records = run_crawl(tmp_path, f"http://site.test:{port}/", allow_private_networks=True, engine=engine_name,
                         allowed_domains=["site.test", "other-loopback.test"])
     r = records[f"http://other-loopback.test:{port}/from-other-loopback"]
     assert (r["status"], r["error"]) == (200, None)

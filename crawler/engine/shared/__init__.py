@@ -15,5 +15,5 @@ Redis; it writes its own shard under the same exactly-once commit as a local cra
   ``HostScheduler``.
 - joining.py: how a worker joins a crawl: its id, its shard, the checks made before
   anything is touched.
-- robots.py: ``SharedRobotsFetch``, robots.txt fetched once per origin for the whole crawl.
+- robots.py: ``SharedRobotsCache``, robots.txt fetched once per origin for the whole crawl.
 """

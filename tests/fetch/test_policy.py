@@ -1,4 +1,5 @@
-"""The retry policy and the fetch loop around it, without sockets: a fake ``send``."""
+"""The fetch policy without sockets: its steps are driven by a scripted ``perform``
+(sans-IO), so every decision is tested once, whatever the transport."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 from crawler.errors import (Blocked, ConnectError, FetchTimeout, HTTPStatusError, RobotsDenied, TooLarge,
                             TooManyRedirects)
-from crawler.fetch.policy import FetchPolicy, Response, run_fetch
+from crawler.fetch.commands import Claim, Response, Send, Sleep, drive
+from crawler.fetch.policy import FetchPolicy
 from crawler.messages import FetchJob
 from crawler.engine.hosts import HostScheduler
 from crawler.fetch.retry import RetryableStatus, RetryPolicy, parse_retry_after
@@ -26,19 +28,31 @@ JOB = FetchJob(id=1, url="http://a.test/x", host="a.test", depth=0)
 
 
 class Script:
-    """A fake transport: each call takes the next step (an exception or a status)."""
+    """A fake transport: each ``Send`` takes the next step (an error or a status); a
+    ``Sleep`` is remembered and returns at once; a ``Claim`` is granted."""
 
     def __init__(self, *steps):
         self.steps = list(steps)
         self.calls = 0
+        self.slept: list[float] = []
 
-    def __call__(self, url, headers) -> Response:
+    def __call__(self, command):
+        if isinstance(command, Sleep):
+            self.slept.append(command.seconds)
+            return True
+        if isinstance(command, Claim):
+            return True
+        assert isinstance(command, Send)
         step = self.steps[min(self.calls, len(self.steps) - 1)]
         self.calls += 1
         if isinstance(step, Exception):
-            raise step
+            return step
         status, headers_out = step if isinstance(step, tuple) else (step, {})
-        return Response(url, status, headers_out, b"<html></html>" if status == 200 else b"", 1.0)
+        return Response(command.url, status, headers_out, b"<html></html>" if status == 200 else b"", 1.0)
+
+
+def run_fetch(policy: FetchPolicy, job: FetchJob, perform: Script):
+    return drive(policy.fetch(job), perform)
 
 
 @pytest.mark.parametrize("retries", [0, 1, 3])
@@ -111,3 +125,31 @@ def test_every_error_type_the_fetch_raises_is_in_the_record_contract():
 
     for cls in (FetchTimeout, ConnectError, HTTPStatusError, TooLarge, RobotsDenied, TooManyRedirects, Blocked):
         assert cls.type in ERROR_TYPES
+
+
+def test_the_host_scheduler_offers_what_the_policy_needs():
+    """``HostTurns`` is the scheduler interface of the policy; any scheduler (a shared one
+    for the Redis frontier, say) must offer it, and HostScheduler does."""
+    from crawler.fetch.commands import HostTurns
+
+    scheduler = HostScheduler(1, 0.0)
+    assert isinstance(scheduler, HostTurns)
+    token = scheduler.token("a.test")  # a sitemap request: holds no slot until it moves there
+    assert scheduler.try_move(token, "a.test") == 0.0
+    scheduler.done(token)
+
+
+def test_the_hosts_delay_counts_from_when_the_request_was_sent():
+    clock = [100.0]
+    scheduler = HostScheduler(2, 0.5, clock=lambda: clock[0])
+    p = policy(scheduler=scheduler)
+    first, second = (FetchJob(id=i, url=f"http://a.test/{i}", host="a.test", depth=0) for i in (1, 2))
+    scheduler.offer([first, second])
+    assert scheduler.try_next()[0] is first  # the turn is taken at 100.0 ...
+
+    def perform(command):
+        clock[0] = 100.3  # ... and the request leaves 0.3 s later (thread hand-off, connect)
+        return Response(command.url, 200, {}, b"", 1.0, sent_at=100.3)
+
+    drive(p.fetch(first), perform)
+    assert scheduler.try_next() == (None, pytest.approx(0.5))  # 0.5 after the send, not 0.2
