@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 from lxml import etree
 
-from crawler.urls import BadURL, canonicalize
+from crawler.urls import BadURL, canonicalize, resolve
 
 MAX_INDEX_DEPTH = 3  # an index of indexes of indexes: deeper is not worth following
 MAX_FILES = 1000  # sitemap files read per crawl, at most
@@ -121,13 +121,6 @@ def discover(origins: Iterable[str], fetch: Callable[[str], bytes | None],
                 yield page
                 if len(seen) >= limit:
                     return
-
-
-def _canonical_or_empty(url: str) -> str:
-    try:
-        return canonicalize(url)
-    except (BadURL, ValueError):
-        return ""
 
 
 def polite_fetch(transport, *, max_bytes: int) -> Callable[[str], bytes | None]:

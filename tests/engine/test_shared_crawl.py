@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
+import pytest
 import redis
 
 from crawler.demo.shop.server import Response, Site, SiteServer
@@ -26,6 +27,7 @@ FAST = """
 [crawl]
 max_depth = -1
 [fetch]
+engine = "{engine}"
 concurrency = 8
 per_host_concurrency = 4
 per_host_delay = {delay}
@@ -40,9 +42,11 @@ lease_timeout = {lease}
 """
 
 
-def setup(tmp_path: Path, redis_url: str, seeds, rules: str = "", *, delay=0, lease=30, extra="") -> None:
+def setup(tmp_path: Path, redis_url: str, seeds, rules: str = "", *, delay=0, lease=30, extra="",
+          engine="threads") -> None:
     (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
-    (tmp_path / "settings.toml").write_text(FAST.format(url=redis_url, delay=delay, lease=lease) + extra + rules)
+    (tmp_path / "settings.toml").write_text(FAST.format(url=redis_url, delay=delay, lease=lease, engine=engine)
+                                            + extra + rules)
 
 
 def worker(tmp_path: Path, wid: str, *extra: str) -> subprocess.Popen:
@@ -74,10 +78,11 @@ def assert_exactly_once(tmp_path: Path, catalog) -> list[dict]:
     return records
 
 
-def test_three_workers_crawl_four_hosts_exactly_once(shop, redis_server, tmp_path):
+@pytest.mark.parametrize("engine", ["threads", "async"])
+def test_three_workers_crawl_four_hosts_exactly_once(shop, redis_server, tmp_path, engine):
     served = shop(1000, hosts=4)
     catalog = served.catalog
-    setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml)
+    setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml, engine=engine)
     results = finish_all([worker(tmp_path, f"w{i}") for i in range(3)])
     assert [code for code, _ in results] == [0, 0, 0], results
     records = assert_exactly_once(tmp_path, catalog)
