@@ -9,8 +9,9 @@ hold for the crawl as a whole:
   is handed to a fetcher at once (``offer``, ``next_job``/``try_next``);
 - every further request start of a job (a retry, a redirect hop, the request after
   robots.txt) takes its turn through Redis (``try_turn``, ``try_move``, ``move``);
-- ``done(job)`` frees the host slot: a thread of its own sends the releases in
-  batches, so neither a fetcher nor the async engine's loop waits for Redis;
+- ``done(job)`` frees the host slot, and ``note_start`` moves the host's next start to
+  the delay after the moment the request was actually sent: a thread of its own sends
+  both to Redis, in batches, so neither a fetcher nor the async engine's loop waits;
 - Retry-After and robots troubles (``defer``), Crawl-delay (``set_delay``) and the
   robots.txt request (``note_start``) move the host's next start in Redis.
 """
@@ -42,6 +43,7 @@ class RedisTurns:
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
         self._tokens = itertools.count(1)
+        self._delayed: set[str] = set()  # hosts with a robots.txt Crawl-delay
         self._released: queue.SimpleQueue = queue.SimpleQueue()
         self._releaser = threading.Thread(target=self._release_slots, name="slot-releaser", daemon=True)
         self._releaser.start()
@@ -104,7 +106,7 @@ class RedisTurns:
     def done(self, job: FetchJob) -> None:
         with self._cond:
             self._busy -= 1
-        self._released.put((job.id, job.host))
+        self._released.put(("done", job.id, job.host))
 
     def requeue(self, job: FetchJob) -> bool:
         """A job whose host cannot be fetched yet goes back to the shared queue (through the
@@ -146,30 +148,41 @@ class RedisTurns:
         costs the host one delay."""
 
     def note_start(self, host: str, at: float) -> None:
-        self.frontier.hostctl("started", host, max(0.0, self.clock() - at))
+        """A request to ``host`` was sent at ``at`` (our clock): the host's next start is its
+        delay after that. Nothing to do for a host without a delay."""
+        if self.frontier.delay_ms > 0 or host in self._delayed:
+            self._released.put(("started", host, at))
 
     def defer(self, host: str, seconds: float) -> None:
         self.frontier.hostctl("defer", host, seconds)
 
     def set_delay(self, host: str, delay: float) -> None:
+        if delay > 0:
+            self._delayed.add(host)
         self.frontier.hostctl("delay", host, delay)
 
     def _release_slots(self) -> None:
-        """Free host slots in Redis, in batches of what has piled up meanwhile."""
+        """Send slot releases and request starts to Redis, each batch what has piled up
+        meanwhile: the starts first (they push a host's next start back), then one
+        ``finish`` for all the releases."""
         done = False
         while not done:
             item = self._released.get()
-            batch = []
+            slots, starts = [], []
             while True:
                 if item is None:
                     done = True
+                elif item[0] == "done":
+                    slots.append(item[1:])
                 else:
-                    batch.append(item)
+                    starts.append(item[1:])
                 try:
                     item = self._released.get_nowait()
                 except queue.Empty:
                     break
             try:
-                self.frontier.finish(batch)
+                for host, at in starts:
+                    self.frontier.hostctl("started", host, max(0.0, self.clock() - at))
+                self.frontier.finish(slots)
             except Exception:  # Redis gone for good: the slots expire by themselves
                 pass
