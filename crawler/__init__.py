@@ -15,7 +15,9 @@ Data flow (one crawl)::
 The packages, in the order a URL travels:
 
 - ``crawler.engine``: seeds, the state directory, the frontier, per-host scheduling
-  (``HostScheduler``), the ``Crawl`` and its coordinator, progress, recurring runs.
+  (``HostScheduler``), the ``Crawl`` and its coordinator, progress, recurring runs,
+  ``crawler status``; ``crawler.engine.shared``: the same frontier and scheduling in
+  Redis, for a crawl shared by any number of workers (``[state] backend = "redis"``).
 - ``crawler.fetch``: one fetch policy (robots.txt, retries, redirects, limits, the SSRF
   guard, the deadline) and the two transports that carry it out; sitemaps.
 - ``parsers`` (top level): the parser process pool: decoding, fields, links.
@@ -27,7 +29,8 @@ The packages, in the order a URL travels:
 
 Beside them, the neutral modules every stage may use: messages.py (the types that
 cross threads and processes), urls.py, errors.py, settings.py (+ defaults.toml), rules.py
-([[parse.rules]] types and checks) and procname.py; and the surfaces: api.py (the Python API), cli.py and __main__.py.
+([[parse.rules]] types and checks) and procname.py; and the surfaces: api.py (the Python
+API), cli.py and __main__.py.
 The import rules between these are contracts in pyproject.toml, checked by the tests.
 """
 
