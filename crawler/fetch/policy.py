@@ -189,7 +189,7 @@ class FetchPolicy:
         response: Response | None = None
         error: FetchError | None = None
         ended_at: str | None = None
-        url = job.url
+        url, host = job.url, job.host
         seen = {url}
         headers = self.request_headers(job)
         if self.claim is None:
@@ -203,8 +203,8 @@ class FetchPolicy:
                 while True:
                     tries = 0
                     while True:
-                        result = self.sent(url, (yield Send(url, headers, self.settings.max_bytes,
-                                                            self.deadline)))
+                        result = self.sent(host, (yield Send(url, headers, self.settings.max_bytes,
+                                                             self.deadline)))
                         sent, tries = sent + 1, tries + 1
                         failure = self.failure(job, result)
                         if failure is None:
@@ -291,13 +291,13 @@ class FetchPolicy:
         return self.seen.add(url)
 
     # -- the host's turns ----------------------------------------------------------------------
-    def sent(self, url: str, result: Response | FetchError) -> Response | FetchError:
-        """A request to ``url``'s host left at ``result.sent_at``: its host's delay counts
+    def sent(self, host: str, result: Response | FetchError) -> Response | FetchError:
+        """A request to ``host`` left at ``result.sent_at``: the host's delay counts
         from then, not from when the turn was taken (the request leaves later: thread
         hand-off, connection set-up), so the delay holds as the server sees it."""
         sent_at = getattr(result, "sent_at", None)
         if sent_at is not None and self.scheduler is not None:
-            self.scheduler.note_start(host_of(url), sent_at)
+            self.scheduler.note_start(host, sent_at)
         return result
 
     def turn(self, job: FetchJob, host: str | None = None) -> Steps:
@@ -353,7 +353,8 @@ class FetchPolicy:
 
     def robots_txt(self, url: str) -> Steps:
         """GET a robots.txt (``robots.fetch_steps``): a ``RobotsAnswer``."""
-        return (yield from robots_fetch_steps(url, self.base_headers, self.deadline, self.sent))
+        return (yield from robots_fetch_steps(url, self.base_headers, self.deadline,
+                                              lambda url, result: self.sent(host_of(url), result)))
 
     # -- sitemaps ------------------------------------------------------------------------------
     def sitemap(self, url: str, max_bytes: int) -> Steps:
@@ -372,7 +373,7 @@ class FetchPolicy:
             try:
                 if token is not None:
                     yield from self.turn(token, host)
-                result = self.sent(url, (yield Send(url, self.base_headers, max_bytes, self.deadline)))
+                result = self.sent(host, (yield Send(url, self.base_headers, max_bytes, self.deadline)))
             except FetchAborted:
                 return None  # the crawl is stopping
             finally:
