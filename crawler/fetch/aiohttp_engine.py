@@ -341,10 +341,11 @@ class AiohttpEngine(Transport):
         decoded bytes (more is TooLarge, or cut off with ``truncate``); of other bodies a
         little is read. aiohttp's ``total`` timeout is the deadline of the whole exchange,
         body included. A failure is returned, not raised."""
-        request = _Request(URL(send.url, encoded=True).raw_host or "")
+        url = URL(send.url, encoded=True)
+        request = _Request(url.raw_host or "")
         token = _REQUEST.set(request)
         try:
-            response = await self.get(session, send, request)
+            response = await self.get(session, send, url, request)
         except FetchError as exc:
             response = exc
         finally:
@@ -352,13 +353,13 @@ class AiohttpEngine(Transport):
         response.sent_at = request.sent_at
         return response
 
-    async def get(self, session: aiohttp.ClientSession, send: Send, request: _Request) -> Response:
+    async def get(self, session: aiohttp.ClientSession, send: Send, parsed: URL, request: _Request) -> Response:
         url, settings = send.url, self.policy.settings
         started = time.monotonic()
         timeout = self.timeout if send.deadline == self.policy.deadline else \
             aiohttp.ClientTimeout(total=send.deadline, sock_connect=settings.timeout, sock_read=settings.timeout)
         try:
-            async with session.get(URL(url, encoded=True), headers=send.headers, allow_redirects=False,
+            async with session.get(parsed, headers=send.headers, allow_redirects=False,
                                    timeout=timeout) as resp:
                 status = resp.status
                 ok = 200 <= status < 300

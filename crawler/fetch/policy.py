@@ -193,7 +193,7 @@ class FetchPolicy:
         response: Response | None = None
         error: FetchError | None = None
         ended_at: str | None = None
-        url = job.url
+        url, host = job.url, job.host
         seen = {url}
         headers = self.request_headers(job)
         if self.claim is None:
@@ -208,7 +208,7 @@ class FetchPolicy:
                     tries = 0
                     while True:
                         send = Send(url, headers, self.settings.max_bytes, self.deadline)
-                        result = self.sent(send, (yield send))
+                        result = self.sent(send, (yield send), host)
                         sent, tries = sent + 1, tries + 1
                         failure = self.failure(job, result)
                         if failure is None:
@@ -295,14 +295,15 @@ class FetchPolicy:
         return self.seen.add(url)
 
     # -- the host's turns ----------------------------------------------------------------------
-    def sent(self, send: Send, result: Response | FetchError) -> Response | FetchError:
-        """A request to ``send.url``'s host left at ``result.sent_at``: its host's delay
-        counts from then, not from when the turn was taken (the request leaves later: thread
-        hand-off, connection set-up), so the delay holds as the server sees it. An answer is
-        also noted for the WARC, when the running fetch captures (crawler/fetch/capture.py)."""
+    def sent(self, send: Send, result: Response | FetchError, host: str | None = None) -> Response | FetchError:
+        """A request to ``host`` (default: ``send.url``'s) left at ``result.sent_at``: the
+        host's delay counts from then, not from when the turn was taken (the request leaves
+        later: thread hand-off, connection set-up), so the delay holds as the server sees it.
+        An answer is also noted for the WARC, when the running fetch captures
+        (crawler/fetch/capture.py)."""
         sent_at = getattr(result, "sent_at", None)
         if sent_at is not None and self.scheduler is not None:
-            self.scheduler.note_start(host_of(send.url), sent_at)
+            self.scheduler.note_start(host or host_of(send.url), sent_at)
         if isinstance(result, Response):
             note(send.url, send.headers, result)
         return result
@@ -380,7 +381,7 @@ class FetchPolicy:
                 if token is not None:
                     yield from self.turn(token, host)
                 send = Send(url, self.base_headers, max_bytes, self.deadline)
-                result = self.sent(send, (yield send))
+                result = self.sent(send, (yield send), host)
             except FetchAborted:
                 return None  # the crawl is stopping
             finally:

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from crawler.demo.shop.server import HANG, RESET, Drip, Response, Site
+from crawler.demo.shop.server import HANG, RESET, Response, Site
 from crawler.engine.hosts import HostScheduler
 from crawler.fetch.aiohttp_engine import HANDOFF_PAGES
 from crawler.fetch.guard import AddressGuard
