@@ -300,3 +300,22 @@ def test_schedule_refuses_the_redis_backend_with_one_line(redis_server, tmp_path
     setup(tmp_path, redis_server.url, ["http://127.0.0.1:9/"])
     run = run_cli("schedule", "--every", "1h", "-s", "seeds.txt", "-o", "out.jsonl", cwd=tmp_path)
     assert run.code == 2 and len(run.stderr.strip().splitlines()) == 1 and "--recrawl" in run.stderr
+
+
+def test_each_worker_captures_its_own_pages_in_its_own_warc(shop, redis_server, tmp_path):
+    from warcio.archiveiterator import ArchiveIterator
+
+    served = shop(60, hosts=2)
+    catalog = served.catalog
+    setup(tmp_path, redis_server.url, catalog.seeds, catalog.rules_toml, delay=0.05,  # both get pages
+          extra='[output]\nwarc = "crawl.warc.gz"\n')
+    assert [c for c, _ in finish_all([worker(tmp_path, f"w{i}") for i in range(2)])] == [0, 0]
+    assert_exactly_once(tmp_path, catalog)
+    for wid in ("w0", "w1"):
+        shard = {r["url"] for r in shard_records(tmp_path)[f"out-{wid}.jsonl"]}
+        assert shard, f"worker {wid} crawled nothing"
+        with open(tmp_path / f"crawl-{wid}.warc.gz", "rb") as f:
+            responses = [rec.rec_headers.get_header("WARC-Target-URI") for rec in ArchiveIterator(f, check_digests="raise")
+                         if rec.rec_type == "response"]
+        pages = [u for u in responses if not u.endswith("/robots.txt")]
+        assert sorted(pages) == sorted(shard), wid
