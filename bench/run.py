@@ -12,7 +12,12 @@ obeyed and no depth limit. A run counts only if every expected page was fetched 
 and no request went to the out-of-scope host.
 
     .venv/bin/python bench/run.py [--hosts 4] [--pages-per-host 2500] [--only ours|async|scrapy]
-                                  [--with-async] [--repeat N] [--json FILE]
+                                  [--with-async] [--repeat N] [--json FILE] [--latency S]
+
+With ``--latency S`` (the latency-bound scenario) the site waits S seconds before every answer,
+so no contender can beat 64 / S pages/s (the ceiling); each run then also reports its share of
+the ceiling and the requests in flight at the server over the first seconds (from the times
+the site saw each request arrive).
 
 See bench/README.md for what each column means.
 """
@@ -47,6 +52,9 @@ from crawler.demo.shop.catalog import BENCH_OUT_OF_SCOPE_HOST  # noqa: E402
 
 CONTENDERS = ("ours", "async", "scrapy")
 SAMPLE_SECONDS = 0.1
+CONCURRENCY = 64  # requests in flight, as in OUR_SETTINGS and bench/scrapy_spider.py
+TIMELINE_STEP = 0.25  # seconds per bucket of the in-flight timeline (latency-bound scenario)
+TIMELINE_SHOWN = 12  # buckets printed per run (the JSON file has them all)
 
 OUR_SETTINGS = """\
 [crawl]
@@ -67,11 +75,12 @@ per_host_delay = 0
 class SiteProcess:
     """The sample site in a subprocess: started once, asked for stats between contenders."""
 
-    def __init__(self, hosts: int, pages: int, page_bytes: int, workdir: Path) -> None:
+    def __init__(self, hosts: int, pages: int, page_bytes: int, workdir: Path, latency: float = 0.0) -> None:
         self.stats_file = workdir / "site-stats.json"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "crawler.demo.shop", "--catalog", "bench", "--hosts", str(hosts),
-             "--pages", str(pages), "--page-bytes", str(page_bytes), "--stats-file", str(self.stats_file)],
+             "--pages", str(pages), "--page-bytes", str(page_bytes), "--stats-file", str(self.stats_file),
+             "--latency", str(latency)],
             stdout=subprocess.PIPE, text=True, cwd=ROOT)
         line = self.proc.stdout.readline()
         if not line.startswith("ready "):
@@ -155,7 +164,8 @@ def command(contender: str, workdir: Path, seeds: Path, rules_toml: str) -> tupl
     return [*cli, "crawl", "-s", str(seeds), "-c", str(settings), "-o", str(out), "--fresh", "-q"], out
 
 
-def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, timeout: float) -> dict:
+def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, timeout: float,
+                  latency: float = 0.0) -> dict:
     seeds = workdir / "seeds.txt"
     seeds.write_text("\n".join(catalog.seeds) + "\n")
     argv, out = command(contender, workdir, seeds, catalog.rules_toml)
@@ -164,6 +174,7 @@ def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, tim
     site_cpu, cpu_before = site.cpu(), children_cpu()
     log = open(workdir / f"{contender}.log", "wb")
     returncode, wall, sampler = measure(argv, log, workdir, timeout)
+    started = time.monotonic() - wall  # the same clock as the site's (CLOCK_MONOTONIC)
     log.close()
     cpu = max(children_cpu() - cpu_before, sum(sampler.cpu.values()))  # see README
     served = site.take_stats()
@@ -176,6 +187,12 @@ def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, tim
     result["pages_per_s"] = round(result["pages"] / wall, 1)
     result["cpu_ms_per_page"] = round(1000 * cpu / pages, 2)
     result["site_cpu_ms_per_page"] = round(1000 * result["site_cpu_s"] / pages, 2)
+    if latency > 0:
+        result["ceiling_pct"] = round(100 * result["pages_per_s"] * latency / CONCURRENCY, 1)
+        result["in_flight"] = in_flight_timeline(
+            [t for times in served.get("started", {}).values() for t in times], started, latency)
+        result["in_flight_by_host"] = {host: in_flight_timeline(times, started, latency)
+                                       for host, times in served.get("started", {}).items() if times}
     problems = []
     if returncode != 0:
         problems.append(f"exit status {returncode} (see {workdir / (contender + '.log')})")
@@ -206,6 +223,23 @@ def measure(argv: list[str], log, cwd: Path, timeout: float) -> tuple[int | str,
     sampler.stopping.set()
     sampler.join()
     return returncode, wall, sampler
+
+
+def in_flight_timeline(starts: list[float], origin: float, latency: float) -> list[float]:
+    """Mean requests in flight at the site in each TIMELINE_STEP from ``origin`` (the
+    contender's start) to the last answer: every request is in flight for ``latency``
+    seconds after it arrived."""
+    if not starts:
+        return []
+    count = int((max(starts) + latency - origin) // TIMELINE_STEP) + 1
+    buckets = [0.0] * count
+    for start in starts:
+        begin, end = start - origin, start - origin + latency
+        first = max(int(begin // TIMELINE_STEP), 0)
+        for i in range(first, min(int(end // TIMELINE_STEP) + 1, count)):
+            lo, hi = i * TIMELINE_STEP, (i + 1) * TIMELINE_STEP
+            buckets[i] += max(0.0, min(end, hi) - max(begin, lo))
+    return [round(b / TIMELINE_STEP, 1) for b in buckets]
 
 
 def kill_tree(pid: int) -> None:
@@ -255,13 +289,15 @@ COLUMNS = [  # (heading, key, format)
     ("site CPU ms/page", "site_cpu_ms_per_page", "{:.2f}"), ("requests", "site_requests", "{}"),
     ("x Scrapy pages/s", "vs_scrapy", "{}"), ("Scrapy CPU / ours", "cpu_vs_scrapy", "{}"),
 ]
+LATENCY_COLUMNS = [("% of ceiling", "ceiling_pct", "{:.1f}")]
 NUMERIC = ("wall_s", "cpu_s", "peak_rss_mb", "site_cpu_s", "site_requests", "records", "pages",
-           "missing", "duplicates", "wrong_data", "pages_per_s", "cpu_ms_per_page", "site_cpu_ms_per_page")
+           "missing", "duplicates", "wrong_data", "pages_per_s", "cpu_ms_per_page", "site_cpu_ms_per_page",
+           "ceiling_pct")
 
 
 def summarize(runs: list[dict]) -> dict:
     """The median of each figure over repeated runs of one contender."""
-    summary = {key: statistics.median(run[key] for run in runs) for key in NUMERIC}
+    summary = {key: statistics.median(run[key] for run in runs) for key in NUMERIC if key in runs[0]}
     summary.update(contender=runs[0]["contender"], valid=all(run["valid"] for run in runs), repeats=len(runs))
     summary["cores"] = summary["cpu_s"] / summary["wall_s"] if summary["wall_s"] else 0.0
     return summary
@@ -275,9 +311,10 @@ def print_table(summaries: list[dict]) -> None:
         # CPU per page is the steadier comparison when other work shares the machine.
         cpu = scrapy["cpu_ms_per_page"] / summary["cpu_ms_per_page"] if scrapy and summary["pages"] else None
         summary["cpu_vs_scrapy"] = f"{cpu:.2f}" if cpu is not None else "-"
-    rows = [[heading for heading, _, _ in COLUMNS]]
-    rows += [[fmt.format(summary[key]) for _, key, fmt in COLUMNS] for summary in summaries]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    columns = COLUMNS + (LATENCY_COLUMNS if "ceiling_pct" in summaries[0] else [])
+    rows = [[heading for heading, _, _ in columns]]
+    rows += [[fmt.format(summary[key]) for _, key, fmt in columns] for summary in summaries]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
 
@@ -294,12 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run is killed")
     parser.add_argument("--json", type=Path, help="write every run and the medians here")
     parser.add_argument("--keep", type=Path, help="keep outputs and logs in this directory")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds the site waits before every answer (the latency-bound scenario: "
+                             "try 0.1)")
     args = parser.parse_args(argv)
     contenders = args.only or ["ours", *(["async"] if args.with_async else []), "scrapy"]
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="crawler-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    site = SiteProcess(args.hosts, args.pages_per_host, args.page_bytes, workdir)
+    site = SiteProcess(args.hosts, args.pages_per_host, args.page_bytes, workdir, args.latency)
     runs: dict[str, list[dict]] = {c: [] for c in contenders}
     try:
         hosts = loopback_hosts(args.hosts)
@@ -311,9 +351,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(other work skews pages/s more than CPU/page); outputs in {workdir}", flush=True)
         for round_ in range(args.repeat):  # interleaved, so drifting machine load hits all alike
             for contender in contenders:
-                result = run_contender(contender, site, catalog, workdir, args.timeout)
+                result = run_contender(contender, site, catalog, workdir, args.timeout, args.latency)
                 runs[contender].append(result)
                 note = "" if result["valid"] else "  INVALID: " + "; ".join(result["problems"])
+                if args.latency > 0:
+                    note += (f", {result['ceiling_pct']:.1f}% of the ceiling; in flight per "
+                             f"{TIMELINE_STEP} s: {result['in_flight'][:TIMELINE_SHOWN]}")
                 print(f"  {contender} run {round_ + 1}: {result['pages']} pages in {result['wall_s']:.1f} s, "
                       f"{result['pages_per_s']:.1f} pages/s, {result['cpu_ms_per_page']:.2f} CPU ms/page{note}",
                       flush=True)
@@ -329,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "params": {"hosts": args.hosts, "pages_per_host": args.pages_per_host,
-                       "page_bytes": args.page_bytes, "repeat": args.repeat},
+                       "page_bytes": args.page_bytes, "repeat": args.repeat, "latency": args.latency},
             "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()[0],
                         "python": platform.python_version(),
                         "platform": platform.platform(), "scrapy": _version("scrapy")},

@@ -222,13 +222,6 @@ class Crawl:
             writer = WriterProcess(ctx, str(self.output), int(committed) if committed is not None else None,
                                    frontier.get_meta("output_tail") if same_file else None,
                                    warc=(warc, crawl_id) if warc else None)
-            status, message = writer.handshake()
-            if status != "ready":
-                raise (StateError if status in ("locked", "short", "replaced") else AbortError)(message)
-            if committed is None:
-                # A new output file, or a new crawl appending after what the file held.
-                frontier.set_meta("output_path", str(self.output))
-                frontier.complete([], writer.size, writer.tail)
             if self.shared:
                 log.warning("worker %s joined crawl %s: %d done, %d queued%s", self.worker, crawl_id,
                             before.done, before.queued,
@@ -257,6 +250,16 @@ class Crawl:
                                  claim=frontier.claim if self.shared else self._claim_hook(frontier))
             policy.capture = bool(warc)
             fetcher = self._make_fetcher(policy, guard)
+            # The writer and the parsers started (spawned) above while this process went on
+            # to build the pool and import the engine: only now wait for the writer to say
+            # it is ready, still before anything is fetched.
+            status, message = writer.handshake()
+            if status != "ready":
+                raise (StateError if status in ("locked", "short", "replaced") else AbortError)(message)
+            if committed is None:
+                # A new output file, or a new crawl appending after what the file held.
+                frontier.set_meta("output_path", str(self.output))
+                frontier.complete([], writer.size, writer.tail)
             if s.crawl.obey_robots:
                 if self.shared:  # robots.txt fetched once per origin for the whole crawl
                     from crawler.engine.shared.robots import SharedRobotsCache
@@ -265,14 +268,15 @@ class Crawl:
                                                       lock_seconds=policy.deadline + 5)
                 else:
                     policy.robots = RobotsCache(user_agent, fetcher.fetch_robots)
+            coordinator = Coordinator(s, frontier, scheduler, writer, pool, self.events, self.stop_event,
+                                      self.progress, fetchers=fetcher, claims=self.claims)
+            coordinator.refill()  # the first jobs wait in the scheduler as the fetchers start
             threads = self._start_fetchers(fetcher, pool, crawl_id)
             if s.crawl.sitemaps and not resumed and self.reads_sitemaps:
                 threads.append(self._start_sitemaps(fetcher, scope))
             result = CrawlResult(crawl_id=crawl_id, output=str(self.output), resumed=resumed,
                                  run_number=run_number)
             started = time.monotonic()
-            coordinator = Coordinator(s, frontier, scheduler, writer, pool, self.events, self.stop_event,
-                                      self.progress, fetchers=fetcher, claims=self.claims)
             try:
                 coordinator.run()
             except BaseException:

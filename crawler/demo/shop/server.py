@@ -184,6 +184,10 @@ class SiteServer:
             return self._stats.in_flight[host]
 
     @property
+    def keeps_log(self) -> bool:
+        return self._stats.keep_log
+
+    @property
     def log(self) -> list[Request]:
         """A copy of every request seen, in arrival order (empty if keep_log=False)."""
         with self._stats.lock:
