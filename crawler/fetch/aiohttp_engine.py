@@ -26,7 +26,8 @@ performing the fetch policy's commands.
   when a connection drops before the answer (no public switch turns that off). The
   ``send_once`` client middleware (aiohttp >= 3.12) refuses that resend, so every
   request sent is one the policy decided, took the host's turn for and counts in
-  ``attempts``. It also stamps ``sent_at``, when the request began to go out.
+  ``attempts``. ``sent_at`` is stamped when the head is written (a trace hook), so a
+  new connection's set-up does not shorten the host's delay as the server sees it.
 - Deadline: aiohttp's ``total`` timeout covers a whole exchange, headers and body, so
   no watchdog thread is needed here.
 - Other threads (the sitemap reader, ``RobotsCache.check``) ``call`` policy steps: on the
@@ -75,7 +76,7 @@ class _Request:
     """One GET as the connector sees it: its host, and what happened to its sockets."""
 
     host: str
-    sent_at: float | None = None  # time.monotonic() when aiohttp began to connect and send
+    sent_at: float | None = None  # time.monotonic() when the head was written (or the send began)
     failed: BaseException | None = None  # the connection dropped: aiohttp wants to send again
     tried: int = 0  # addresses offered to the socket factory
     refused: list[str] = field(default_factory=list)  # why the guard refused some of them
@@ -124,6 +125,18 @@ async def send_once(req: aiohttp.ClientRequest, handler) -> aiohttp.ClientRespon
     except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
         request.failed = exc
         raise
+
+
+async def _headers_sent(session, context, params) -> None:
+    """The request head is written: the host's delay counts from here, not from when the
+    middleware began (a new connection's set-up would shorten the gap the server sees)."""
+    request = _REQUEST.get()
+    if request is not None:
+        request.sent_at = time.monotonic()
+
+
+HEADERS_SENT = aiohttp.TraceConfig()
+HEADERS_SENT.on_request_headers_sent.append(_headers_sent)
 
 
 class AiohttpEngine(Transport):
@@ -211,7 +224,7 @@ class AiohttpEngine(Transport):
                                          socket_factory=guarded_socket_factory(self.guard))
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True),
                                      auto_decompress=True, timeout=self.timeout, trust_env=self.trust_env,
-                                     middlewares=(send_once,))
+                                     middlewares=(send_once,), trace_configs=[HEADERS_SENT])
 
     async def dispatch(self, scheduler, handoff: HandOff) -> None:
         loop = asyncio.get_running_loop()
@@ -394,7 +407,12 @@ class AiohttpEngine(Transport):
 
 
 def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k.lower(): v for k, v in resp.headers.items()}
+    """Lower-cased names; a repeated header's values joined with ", ", as requests does."""
+    out: dict[str, str] = {}
+    for name, value in resp.headers.items():
+        name = name.lower()
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
 
 
 def _reason(exc: BaseException) -> str:

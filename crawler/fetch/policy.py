@@ -407,6 +407,7 @@ class FetchPolicy:
             page.content_type, page.charset = split_content_type(response.headers.get("content-type"))
             page.etag = response.headers.get("etag")
             page.last_modified = response.headers.get("last-modified")
+            page.robots_tag = response.headers.get("x-robots-tag")
             if error is None and response.status >= 400:
                 error = HTTPStatusError(f"HTTP {response.status}", status=response.status)
             if error is None and final_url is None:
