@@ -51,6 +51,9 @@ from crawler.fetch.commands import Claim, HostTurns, Response, Send, Sleep, Step
 from crawler.fetch.retry import RetryableStatus, RetryPolicy, parse_retry_after
 from crawler.fetch.robots import REDIRECT_STATUSES, RobotsCache, RobotsUnavailable, origin_of
 from crawler.fetch.robots import fetch_steps as robots_fetch_steps
+from crawler.fetch.seen import SeenURLs
+from crawler.fetch.throttle import AutoThrottle
+from crawler.hostrules import HostRules
 from crawler.messages import FetchJob, Page, utc_now_iso
 from crawler.urls import BadURL, canonicalize, host_of
 
@@ -91,39 +94,6 @@ def split_content_type(value: str | None) -> tuple[str | None, str | None]:
     return mime.strip().lower() or None, charset
 
 
-class SeenURLs:
-    """The URLs this process fetched or is fetching: job URLs and redirect targets.
-
-    The fetch-side half of redirect-target dedup, used when no ``claim`` hook that asks
-    the frontier is given. Bounded: it keeps 64-bit hashes (a false match has odds of
-    about 1 in 10^14), and forgets everything when full, which can only cost a fetch
-    that a complete memory would have saved.
-    """
-
-    MAX = 100_000  # ~5 MB
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hashes: set[int] = set()
-
-    def unknown(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The (url, host) pairs whose url is not remembered (one lock for all of them)."""
-        with self._lock:
-            hashes = self._hashes
-            return [pair for pair in pairs if hash(pair[0]) not in hashes] if hashes else pairs
-
-    def add(self, url: str) -> bool:
-        """Remember ``url``; False if it was already known."""
-        key = hash(url)
-        with self._lock:
-            if key in self._hashes:
-                return False
-            if len(self._hashes) >= self.MAX:
-                self._hashes.clear()
-            self._hashes.add(key)
-            return True
-
-
 class FetchPolicy:
     """Everything about a fetch that is not the HTTP transport: shared by the engines.
 
@@ -154,9 +124,26 @@ class FetchPolicy:
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
             "Accept-Encoding": "gzip, deflate",
         }
+        self.host_rules = HostRules(getattr(fetch_settings, "hosts", ()))
+        self.throttle = AutoThrottle.from_settings(fetch_settings)
+        self._rule_headers: dict[str, dict[str, str]] = {}  # a rule's match -> its headers
 
-    def request_headers(self, job: FetchJob) -> dict[str, str]:
-        headers = dict(self.base_headers)
+    def headers_for(self, host: str) -> dict[str, str]:
+        """The headers of every request to ``host``: its [[fetch.hosts]] user_agent and
+        headers over the base ones (not to be changed: they are shared)."""
+        rule = self.host_rules.for_host(host) if self.host_rules else None
+        if rule is None:
+            return self.base_headers
+        headers = self._rule_headers.get(rule.match)
+        if headers is None:
+            headers = {**self.base_headers, **rule.headers}
+            if rule.user_agent:
+                headers["User-Agent"] = rule.user_agent
+            self._rule_headers[rule.match] = headers
+        return headers
+
+    def request_headers(self, job: FetchJob, host: str | None = None) -> dict[str, str]:
+        headers = dict(self.headers_for(host or job.host))
         if job.etag:
             headers["If-None-Match"] = job.etag
         if job.last_modified:
@@ -226,6 +213,8 @@ class FetchPolicy:
                         ended_at = target
                         break
                     host = host_of(target)
+                    if self.host_rules:
+                        headers = self.request_headers(job, host)
                     yield from self.turn(job, host)
                     if (yield from self.check_robots(target, host)):
                         yield from self.turn(job, host)
@@ -302,7 +291,13 @@ class FetchPolicy:
         also noted for the WARC, when the running fetch captures (crawler/fetch/capture.py)."""
         sent_at = getattr(result, "sent_at", None)
         if sent_at is not None and self.scheduler is not None:
-            self.scheduler.note_start(host_of(send.url), sent_at)
+            host = host_of(send.url)
+            self.scheduler.note_start(host, sent_at)
+            if self.throttle is not None:  # AutoThrottle: the delay follows the server
+                status = result.status if isinstance(result, Response) else None
+                delay = self.throttle.observe(host, status, self.scheduler.clock() - sent_at)
+                if delay is not None:
+                    self.scheduler.adapt(host, delay)
         if isinstance(result, Response):
             note(send.url, send.headers, result)
         return result
@@ -360,7 +355,7 @@ class FetchPolicy:
 
     def robots_txt(self, url: str) -> Steps:
         """GET a robots.txt (``robots.fetch_steps``): a ``RobotsAnswer``."""
-        return (yield from robots_fetch_steps(url, self.base_headers, self.deadline, self.sent))
+        return (yield from robots_fetch_steps(url, self.headers_for(host_of(url)), self.deadline, self.sent))
 
     # -- sitemaps ------------------------------------------------------------------------------
     def sitemap(self, url: str, max_bytes: int) -> Steps:
@@ -379,7 +374,7 @@ class FetchPolicy:
             try:
                 if token is not None:
                     yield from self.turn(token, host)
-                send = Send(url, self.base_headers, max_bytes, self.deadline)
+                send = Send(url, self.headers_for(host), max_bytes, self.deadline)
                 result = self.sent(send, (yield send))
             except FetchAborted:
                 return None  # the crawl is stopping

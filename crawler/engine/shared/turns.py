@@ -11,8 +11,9 @@ hold for the crawl as a whole:
   robots.txt) takes its turn through Redis (``try_turn``, ``try_move``, ``move``);
 - ``done(job)`` frees the host slot: a thread of its own sends the releases in
   batches, so neither a fetcher nor the async engine's loop waits for Redis;
-- Retry-After and robots troubles (``defer``), Crawl-delay (``set_delay``) and the
-  robots.txt request (``note_start``) move the host's next start in Redis.
+- Retry-After and robots troubles (``defer``), Crawl-delay (``set_delay``), AutoThrottle
+  (``adapt``), a ``[[fetch.hosts]]`` delay (told once per host, in ``offer``) and each
+  request sent (``note_start``) move the host's next start in Redis.
 """
 
 from __future__ import annotations
@@ -24,18 +25,25 @@ import time
 from collections import deque
 from typing import Callable
 
+from crawler.hostrules import HostRules
 from crawler.messages import FetchJob
 
 POLL = 0.05  # seconds: the longest a waiting turn sleeps before asking Redis again
+FLOORS_TOLD_MAX = 100_000  # hosts remembered as having their [[fetch.hosts]] delay in Redis
 
 
 class RedisTurns:
     """Thread-safe; ``next_job`` for threads, ``try_next`` for an event loop."""
 
-    def __init__(self, frontier, concurrency: int, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, frontier, concurrency: int, *, clock: Callable[[], float] = time.monotonic,
+                 rules: HostRules | None = None):
         self.frontier = frontier
         self.concurrency = concurrency
         self.clock = clock
+        # [[fetch.hosts]] delays, told to Redis (a host's "floor") the first time a job of
+        # the host is handed to this worker, before its request is sent.
+        self.rules = rules or HostRules()
+        self._floors_told: set[str] = set()
         self._cond = threading.Condition()
         self._ready: deque[FetchJob] = deque()
         self._busy = 0  # jobs handed out whose request is not over
@@ -53,6 +61,8 @@ class RedisTurns:
             return 0 if self._closed else self.concurrency - self._busy - len(self._ready)
 
     def offer(self, jobs: list[FetchJob]) -> None:
+        if self.rules:
+            self._tell_floors(jobs)
         with self._cond:
             self._ready.extend(jobs)
             self._cond.notify(len(jobs))
@@ -153,6 +163,21 @@ class RedisTurns:
 
     def set_delay(self, host: str, delay: float) -> None:
         self.frontier.hostctl("delay", host, delay)
+
+    def adapt(self, host: str, delay: float) -> None:
+        self.frontier.hostctl("adapt", host, delay)
+
+    def _tell_floors(self, jobs: list[FetchJob]) -> None:
+        for job in jobs:
+            host = job.host
+            if host in self._floors_told:
+                continue
+            rule = self.rules.for_host(host)
+            if rule is not None and rule.delay is not None:
+                self.frontier.hostctl("floor", host, rule.delay)
+            if len(self._floors_told) >= FLOORS_TOLD_MAX:
+                self._floors_told.clear()  # telling again costs one call per host
+            self._floors_told.add(host)
 
     def _release_slots(self) -> None:
         """Free host slots in Redis, in batches of what has piled up meanwhile."""
