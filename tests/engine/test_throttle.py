@@ -1,0 +1,133 @@
+"""AutoThrottle measured at the server (issue 11, part 2), on both engines and both
+frontier backends: a host that answers 503 for a while is slowed down and sped up again
+afterwards, while another host keeps its rate; a slow host does not slow a fast one."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from crawler.demo.shop.server import Site
+from tests.fetch.test_transports import page
+
+A, B = "127.0.0.1", "127.0.0.2"
+ENGINES = ("threads", "async")
+BACKENDS = ("sqlite", "redis")
+PAGES = 100
+
+
+def settings(engine: str, backend: str, request, extra: str = "") -> str:
+    toml = f"""
+[crawl]
+max_depth = -1
+[fetch]
+engine = "{engine}"
+concurrency = 8
+per_host_concurrency = 1
+per_host_delay = 0.05
+timeout = 5
+retries = 0
+backoff = 0.1
+max_crawl_delay = 0.8
+autothrottle = true
+{extra}
+[parse]
+workers = 1
+"""
+    if backend == "redis":
+        redis = request.getfixturevalue("redis_server")
+        toml += f'[state]\nbackend = "redis"\nredis_url = "{redis.url}"\n'
+    return toml
+
+
+class Storm:
+    """Pages, but 503 for every request that arrives between ``after`` and ``after + length``
+    seconds after the host's first page request."""
+
+    def __init__(self, after: float, length: float):
+        self.after, self.length = after, length
+        self.t0: float | None = None
+
+    def __call__(self, request):
+        if self.t0 is None:
+            self.t0 = request.started
+        if self.after <= request.started - self.t0 < self.after + self.length:
+            return page("busy", status=503)
+        return page("ok")
+
+    def window(self, start: float, end: float) -> tuple[float, float]:
+        """Seconds after the storm began, as absolute server times."""
+        begin = self.t0 + self.after
+        return begin + start, begin + end
+
+
+def records_of(run, tmp_path) -> list[dict]:
+    """The crawl's records: out.jsonl, or with Redis the worker's shard beside it."""
+    shards = sorted(tmp_path.glob("out-*.jsonl"))
+    if not shards:
+        return run.records
+    return [orjson.loads(line) for path in shards for line in path.read_bytes().splitlines()]
+
+
+def rate(starts: list[float], window: tuple[float, float]) -> float:
+    """Requests per second that started in ``window``."""
+    lo, hi = window
+    return sum(lo <= t < hi for t in starts) / (hi - lo)
+
+
+def site_of(handlers: dict[str, object]) -> Site:
+    site = Site()
+    links = "".join(f'<a href="/p/{i}">{i}</a>' for i in range(PAGES))
+    for host, handler in handlers.items():
+        site.add(host, "/", page("index", links))
+        for i in range(PAGES):
+            site.add(host, f"/p/{i}", handler)
+    return site
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_503_storm_slows_its_host_at_the_server_and_it_recovers_while_another_keeps_its_rate(
+        serve, cli, request, tmp_path, engine, backend):
+    storm = Storm(after=1.0, length=2.0)
+    server = serve(site_of({A: storm, B: lambda request: page("ok")}), [A, B])
+    run = cli("crawl", server.url(A), server.url(B), "-o", "out.jsonl", "-q",
+              settings=settings(engine, backend, request))
+    assert run.code == 0, run.stderr
+    records = records_of(run, tmp_path)
+    assert len(records) == len({r["url"] for r in records}) == 2 * (PAGES + 1)
+    failed = [r for r in records if r["status"] == 503]
+    assert failed and all(r["url"].startswith(server.url(A, "/p/")) for r in failed)
+    log = server.log
+    a = [r.started for r in log if r.host == A and r.path.startswith("/p/")]
+    b = [r.started for r in log if r.host == B and r.path.startswith("/p/")]
+    before = rate(a, storm.window(-0.8, 0.0))
+    storming = rate(a, storm.window(1.0, 2.0))  # the second half of the storm
+    after = rate(a, storm.window(3.5, 4.5))  # from 1.5 s after the storm
+    b_before, b_storm = rate(b, storm.window(-0.8, 0.0)), rate(b, storm.window(0.0, 2.0))
+    figures = dict(before=before, storm=storming, after=after, b_before=b_before, b_storm=b_storm)
+    print(engine, backend, {k: round(v, 1) for k, v in figures.items()})
+    assert storming <= before / 4, figures  # backed off exponentially, up to max_crawl_delay
+    assert storming >= 1.0, figures  # but not stopped: 0.8 s at most between two requests
+    assert after >= 3 * storming, figures  # recovered
+    assert b_storm >= 0.6 * b_before, figures  # the other host kept its rate
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_slow_host_is_slowed_down_and_does_not_slow_a_fast_one(serve, cli, request, engine):
+    slow, fast = A, B
+    server = serve(site_of({slow: page("slow", delay=0.3), fast: page("fast")}), [slow, fast])
+    run = cli("crawl", server.url(slow), server.url(fast), "-o", "out.jsonl", "-q",
+              settings=settings(engine, "sqlite", request, "autothrottle_target_concurrency = 0.5"))
+    assert run.code == 0, run.stderr
+    assert len(run.records) == 2 * (PAGES + 1)
+    log = server.log
+    slow_starts = [r.started for r in log if r.host == slow and r.path.startswith("/p/")]
+    fast_starts = [r.started for r in log if r.host == fast and r.path.startswith("/p/")]
+    slow_gaps = sorted(y - x for x, y in zip(slow_starts, slow_starts[1:]))
+    fast_gaps = sorted(y - x for x, y in zip(fast_starts, fast_starts[1:]))
+    median = lambda gaps: gaps[len(gaps) // 2]  # noqa: E731
+    # latency 0.3 s / target 0.5 = 0.6 s between starts, instead of 0.3 s (latency-bound)
+    assert median(slow_gaps) >= 0.5, slow_gaps[::10]
+    print(engine, "median gap: slow host", round(median(slow_gaps), 3), "fast host", round(median(fast_gaps), 3))
+    assert median(fast_gaps) <= 0.12, fast_gaps[::10]
