@@ -45,13 +45,14 @@ def build_host_rules(tables: Any, source: str) -> tuple[HostRule, ...]:
 
 
 def _rule(table: dict, where: str) -> HostRule:
+    pattern = table.get("match")
+    if isinstance(pattern, str):
+        where = f'{where} (match = "{pattern}")'
     for key in table:
         if key not in KEYS:
             raise UsageError(f"{where}: {key}: unknown key{closest(key, KEYS)}")
-    pattern = table.get("match")
     if not isinstance(pattern, str) or not pattern.strip():
         raise UsageError(f"{where}: match: expected a host pattern such as \"*.example.com\"")
-    where = f'{where} (match = "{pattern}")'
     if not PATTERN.match(pattern) or pattern.count("[") != pattern.count("]"):
         raise UsageError(f"{where}: match: not a host pattern (a host name with * and ?; "
                          "no scheme, path or port)")
