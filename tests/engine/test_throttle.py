@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from crawler.demo.shop.server import Site
+from tests.fetch.test_engines_crawl import check_fault_crawl, fault_settings, fault_site
 from tests.fetch.test_transports import page
 
 A, B = "127.0.0.1", "127.0.0.2"
@@ -131,3 +132,18 @@ def test_a_slow_host_is_slowed_down_and_does_not_slow_a_fast_one(serve, cli, req
     assert median(slow_gaps) >= 0.5, slow_gaps[::10]
     print(engine, "median gap: slow host", round(median(slow_gaps), 3), "fast host", round(median(fast_gaps), 3))
     assert median(fast_gaps) <= 0.12, fast_gaps[::10]
+
+
+@pytest.mark.parametrize("per_host", [1, 2])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_delay_holds_at_the_server_on_the_redis_frontier_through_faults(
+        serve, cli, redis_server, tmp_path, engine, per_host):
+    """The fault-site crawl of tests/fetch/test_engines_crawl.py on the shared frontier:
+    the turns are taken in Redis (lease, turn, hostctl) instead of the HostScheduler."""
+    h = "127.0.0.1"
+    server = serve(fault_site(h), [h])
+    toml = fault_settings(per_host).replace("[fetch]\n", f'[fetch]\nengine = "{engine}"\n') + (
+        f'[state]\nbackend = "redis"\nredis_url = "{redis_server.url}"\n')
+    run = cli("crawl", server.url(h), "-o", "out.jsonl", "-q", settings=toml)
+    assert run.code == 0, run.stderr
+    check_fault_crawl(server, h, records_of(run, tmp_path), per_host)

@@ -291,18 +291,17 @@ return 0
 --- script: hostctl
 -- ARGV: P, op, host, ms, delay_ms. op "defer": no request to host for ms; "delay": the
 -- host's Crawl-delay is ms; "floor": its [[fetch.hosts]] delay is ms; "adapt": AutoThrottle's
--- delay for it is ms (a longer delay also pushes back the start planned with the shorter
--- one); "started": a request to host started ms ago (robots.txt).
+-- delay for it is ms; "started": a request to host started ms ago. When "delay", "floor"
+-- or "adapt" lengthen the host's delay, the start planned with the shorter one moves back
+-- by the difference (robots.txt's Crawl-delay is learnt after the request that fetched it
+-- was spaced by per_host_delay alone, and the next one must still wait the whole delay).
 local err = need_crawl() if err then return err end
 local op, host, ms, delay_ms = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local key = P .. 'host:' .. host
 local nxt = host_next(host)
-if op == 'delay' or op == 'floor' then
-  redis.call('HSET', key, op, ms)
-  return 0
-elseif op == 'adapt' then
+if op == 'delay' or op == 'floor' or op == 'adapt' then
   local before = host_delay(host, delay_ms)
-  redis.call('HSET', key, 'adapt', ms)
+  redis.call('HSET', key, op, ms)
   local after = host_delay(host, delay_ms)
   if after <= before or nxt == 0 then return 0 end
   nxt = nxt + after - before
