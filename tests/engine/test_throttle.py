@@ -8,6 +8,10 @@ import orjson
 import pytest
 
 from crawler.demo.shop.server import Site
+from crawler.engine.hosts import HostScheduler
+from crawler.fetch.throttle import AutoThrottle
+from crawler.hostrules import HostRules, build_host_rules
+from crawler.messages import FetchJob
 from tests.fetch.test_engines_crawl import check_fault_crawl, fault_settings, fault_site
 from tests.fetch.test_transports import page
 
@@ -147,3 +151,33 @@ def test_the_delay_holds_at_the_server_on_the_redis_frontier_through_faults(
     run = cli("crawl", server.url(h), "-o", "out.jsonl", "-q", settings=toml)
     assert run.code == 0, run.stderr
     check_fault_crawl(server, h, records_of(run, tmp_path), per_host)
+
+
+def test_autothrottle_backs_off_exponentially_to_the_cap_and_recovers_halfway_per_healthy_answer():
+    throttle = AutoThrottle(target_concurrency=1.0, backoff=0.1, max_delay=0.8)
+    assert [throttle.observe("a", 503, 0.01) for _ in range(5)] == [0.1, 0.2, 0.4, 0.8, None]  # capped
+    assert throttle.observe("a", 429, 0.01) is None and throttle.delay("a") == 0.8
+    assert throttle.observe("a", 404, 0.01) is None, "an error answer is no sign of health"
+    assert throttle.observe("a", None, 0.01) is None, "nor is a failed request"
+    recovering = [throttle.observe("a", 200, 0.0) for _ in range(7)]
+    assert recovering == [0.4, 0.2, 0.1, 0.05, 0.025, 0.0125, 0.0]
+    assert throttle.observe("b", 200, 0.5) == 0.5, "a slow answer raises the delay at once"
+    assert throttle.delay("a") == 0.0, "hosts are apart"
+
+
+def test_the_scheduler_never_lets_autothrottle_or_crawl_delay_undercut_a_hosts_floor():
+    rules = HostRules(build_host_rules([{"match": "slow.test", "delay": 5.0, "concurrency": 1}], "test"))
+    scheduler = HostScheduler(4, 1.0, clock=lambda: 0.0, rules=rules)
+    scheduler.offer([FetchJob(1, "http://slow.test/", "slow.test", 0), FetchJob(2, "http://x.test/", "x.test", 0)])
+    first, _ = scheduler.try_next()
+    second, _ = scheduler.try_next()
+    assert {first.host, second.host} == {"slow.test", "x.test"}
+    slot, other = scheduler._slots["slow.test"], scheduler._slots["x.test"]
+    assert (slot.concurrency, slot.delay, other.concurrency, other.delay) == (1, 5.0, 4, 1.0)
+    scheduler.adapt("slow.test", 0.5)
+    scheduler.set_delay("slow.test", 2.0)
+    assert slot.delay == 5.0 and slot.next_start == 5.0, "the rule's delay is the floor"
+    scheduler.adapt("x.test", 3.0)
+    assert other.delay == 3.0 and other.next_start == 3.0, "a longer delay pushes the planned start back"
+    scheduler.adapt("x.test", 0.0)
+    assert other.delay == 1.0 and other.next_start == 3.0, "a shorter one applies from the next start"

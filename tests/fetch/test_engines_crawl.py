@@ -173,11 +173,11 @@ def check_fault_crawl(server, h: str, records: list[dict], per_host: int) -> Non
     assert set(by) - {landing} == {server.url(h, p) for p in ["/"] + FAULT_PATHS}
     assert all(r["error"] is None for r in records), [r for r in records if r["error"]]
     log = [r for r in server.log if r.host == h]
-    starts = sorted(r.started for r in log)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    ordered = sorted(log, key=lambda r: r.started)
+    gaps = [(b.started - a.started, a.path, b.path) for a, b in zip(ordered, ordered[1:])]
     # robots.txt, "/", each path and /landing once; the 503, the reset and the timeout once more
-    assert len(starts) == 1 + 1 + len(FAULT_PATHS) + 1 + 3
-    assert min(gaps) >= 0.9 * CRAWL_DELAY, [round(g, 3) for g in gaps]
+    assert len(ordered) == 1 + 1 + len(FAULT_PATHS) + 1 + 3
+    assert min(gaps)[0] >= 0.9 * CRAWL_DELAY, [(round(g, 3), a, b) for g, a, b in gaps]
     assert server.max_in_flight(h) <= per_host
     twice = {path: n for path, n in Counter(r.path for r in log).items() if n > 1 and path not in FAULTS}
     assert twice == {}, "healthy pages requested more than once"
