@@ -31,8 +31,9 @@ What ``fetch`` decides:
   ``final_url`` = the target, no error, no body.
 - limits: ``max_bytes`` on the decoded body (error "too_large") and a deadline of
   4 x timeout per request, both carried by ``Send`` and enforced by the transport.
-- the delay counts from the send: a transport stamps when each request head was
-  written, and the host's next start is at least its delay after that (``sent``).
+- the delay counts from the end of the exchange (``sent``), which the server saw begin
+  before it answered: the delay holds as the server sees it (transports stamp when each
+  request head was written, ``sent_at``; only a request that went out counts).
 
 ``attempts`` in a record counts the requests sent for its URL, minus the redirect
 hops that succeeded: a clean redirect chain is 1 attempt, and every retry shows.
@@ -285,17 +286,20 @@ class FetchPolicy:
 
     # -- the host's turns ----------------------------------------------------------------------
     def sent(self, send: Send, result: Response | FetchError) -> Response | FetchError:
-        """A request to ``send.url``'s host left at ``result.sent_at``: its host's delay
-        counts from then, not from when the turn was taken (the request leaves later: thread
-        hand-off, connection set-up), so the delay holds as the server sees it. An answer is
-        also noted for the WARC, when the running fetch captures (crawler/fetch/capture.py)."""
+        """A request to ``send.url``'s host went out (``result.sent_at``) and its exchange is
+        over: the host's next start is at least its delay after *now*, the exchange's end (as
+        Nutch and Heritrix count), which is later than the send (the turn's grant is earlier
+        still). The server saw this request before it answered, so the next start it sees is
+        at least the delay after this one's, whatever its own lag or a new connection's
+        set-up. An answer is also noted for the WARC, when the running fetch captures
+        (crawler/fetch/capture.py)."""
         sent_at = getattr(result, "sent_at", None)
         if sent_at is not None and self.scheduler is not None:
-            host = host_of(send.url)
-            self.scheduler.note_start(host, sent_at)
+            host, ended = host_of(send.url), self.scheduler.clock()
+            self.scheduler.note_start(host, ended)
             if self.throttle is not None:  # AutoThrottle: the delay follows the server
                 status = result.status if isinstance(result, Response) else None
-                delay = self.throttle.observe(host, status, self.scheduler.clock() - sent_at)
+                delay = self.throttle.observe(host, status, ended - sent_at)
                 if delay is not None:
                     self.scheduler.adapt(host, delay)
         if isinstance(result, Response):
