@@ -29,8 +29,8 @@ The packages, in the order a URL travels:
 
 Beside them, the neutral modules every stage may use: messages.py (the types that
 cross threads and processes), urls.py, errors.py, settings.py (+ defaults.toml), rules.py
-([[parse.rules]] types and checks) and procname.py; and the surfaces: api.py (the Python
-API), cli.py and __main__.py.
+([[parse.rules]] types and checks), hostrules.py ([[fetch.hosts]] per-host rules) and
+procname.py; and the surfaces: api.py (the Python API), cli.py and __main__.py.
 The import rules between these are contracts in pyproject.toml, checked by the tests.
 """
 

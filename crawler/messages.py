@@ -52,6 +52,9 @@ class Page:
     # [added] Only with [output] warc: every HTTP exchange of this fetch, robots.txt and
     # redirect hops included, as crawler.fetch.capture.Exchange tuples (plain data).
     exchanges: list[tuple] | None = None
+    # [added] The response's X-Robots-Tag header(s), joined with ", " (None if absent):
+    # honoured like <meta name="robots"> when obey_robots is on (parsers/worker.py).
+    robots_tag: str | None = None
 
     # Pages cross a pipe as plain tuples: pickling a dataclass costs ~4x more, because
     # pickle looks its class up by name every time, and this happens once per page.
@@ -61,7 +64,7 @@ class Page:
                  j.snapshot),
                 self.fetched_at, self.final_url, self.status, self.content_type, self.charset,
                 self.body, self.elapsed_ms, self.attempts, self.error, self.etag, self.last_modified,
-                self.exchanges)
+                self.exchanges, self.robots_tag)
 
     @staticmethod
     def unpack(t: tuple) -> "Page":

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import UsageError
+from crawler.hostrules import HostRule, build_host_rules
 from crawler.rules import FieldRule, Rule, build_rules, closest, compile_regex, resolve_callable  # noqa: F401 (re-exported)
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -54,6 +55,9 @@ class FetchSettings:
     backoff: float
     max_crawl_delay: float
     allow_private_networks: bool
+    autothrottle: bool  # [added] the delay follows the server (crawler/fetch/throttle.py)
+    autothrottle_target_concurrency: float  # [added]
+    hosts: tuple[HostRule, ...]  # [added] [[fetch.hosts]] rules (crawler/hostrules.py)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("fetch", "retry_statuses"): (lambda v: all(100 <= s <= 599 for s in v), "HTTP statuses (100-599)"),
     ("fetch", "backoff"): (lambda v: v >= 0, ">= 0"),
     ("fetch", "max_crawl_delay"): (lambda v: v >= 0, ">= 0"),
+    ("fetch", "autothrottle_target_concurrency"): (lambda v: v > 0, "> 0"),
     ("parse", "workers"): (lambda v: 0 <= v <= 256, "between 0 and 256"),
     ("output", "path"): (lambda v: bool(v.strip()), "a non-empty path"),
     ("state", "backend"): (lambda v: v in ("sqlite", "redis"), 'one of "sqlite", "redis"'),
@@ -218,12 +223,20 @@ def build(merged: dict, source: str) -> Settings:
         hints = typing.get_type_hints(cls)
         values = {}
         for f in dataclasses.fields(cls):
+            if (section, f.name) == ("fetch", "hosts"):
+                values[f.name] = build_host_rules(table.get("hosts", []), source)
+                continue
             values[f.name] = _check_value(source, section, f.name, table.get(f.name), hints[f.name])
         sections[section] = cls(**values)
     settings = Settings(**sections, source=source)
     for pattern_key in ("allow", "deny"):
         for i, pattern in enumerate(getattr(settings.crawl, pattern_key)):
             compile_regex(pattern, f"{source}: [crawl] {pattern_key}[{i}]")
+    if settings.state.backend == "redis":
+        for i, rule in enumerate(settings.fetch.hosts):
+            if rule.concurrency is not None:
+                raise UsageError(f'{source}: [[fetch.hosts]] #{i + 1} (match = "{rule.match}"): concurrency: '
+                                 'not supported with [state] backend = "redis" (per_host_concurrency applies)')
     if settings.output.warc and os.path.abspath(settings.output.warc) == os.path.abspath(settings.output.path):
         raise UsageError(f"{source}: [output] warc: {settings.output.warc!r} is the JSON-lines output itself")
     return settings

@@ -75,6 +75,30 @@ class WorkerState:
         return out
 
 
+# X-Robots-Tag directives that take a value after a colon; any other "name:" is a user agent
+# the directives after it are meant for ("googlebot: noindex"), and those are not ours.
+VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
+
+
+def robots_tag_directives(value: str) -> set[str]:
+    """Directives of X-Robots-Tag header values (joined with ", "), lower-cased, as
+    meta_robots gives them: {"noindex", "nofollow", ...}; "none" stands for both. Those
+    addressed to a named user agent are left out: only unaddressed ones apply to every
+    crawler."""
+    directives: set[str] = set()
+    ours = True
+    for token in value.lower().split(","):
+        token = token.strip()
+        name, colon, rest = token.partition(":")
+        if colon and name.strip() not in VALUED_DIRECTIVES:
+            ours, token = False, rest.strip()  # "agent: d1, d2": d1 and d2 are for agent
+        if ours and token:
+            directives.add(token)
+    if "none" in directives:
+        directives.update(("noindex", "nofollow"))
+    return directives
+
+
 def content_hash(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
@@ -125,6 +149,8 @@ def _parse_page(page: Page, state: WorkerState) -> ParseResult:
         text, encoding = decode(page.body, page.charset)
         tree = etree.fromstring(text.encode("utf-8"), state.parser) if text.strip() else None
         directives = meta_robots(tree) if (cfg.obey_robots and tree is not None) else set()
+        if cfg.obey_robots and page.robots_tag:
+            directives |= robots_tag_directives(page.robots_tag)
         url = page.final_url or job.url
         rule = None if "noindex" in directives else state.rules.rule_for(job.url)
         data, problems = rule.apply(url, tree, lambda: text) if rule is not None else ({}, None)

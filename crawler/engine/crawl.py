@@ -29,6 +29,7 @@ from crawler import __version__, PROJECT_URL
 from crawler.engine.coordinator import Coordinator, Discovering, Parsed, Released, StartURLs
 from crawler.engine.frontier import SQLiteFrontier, known_reader
 from crawler.engine.hosts import HostScheduler
+from crawler.hostrules import HostRules
 from crawler.engine.state import StateLock, begin_run, default_state_dir, has_placeholders, start_over
 from crawler.errors import AbortError, LeaseLost, StateError
 from crawler.fetch.guard import AddressGuard
@@ -184,7 +185,9 @@ class Crawl:
                                             also=self._warc_files())
             self.reads_sitemaps = created  # the worker that created the crawl reads its sitemaps
             try:
-                return self._run_with_state(frontier, RedisTurns(frontier, self.settings.fetch.concurrency))
+                fetch = self.settings.fetch
+                turns = RedisTurns(frontier, fetch.concurrency, rules=HostRules(fetch.hosts))
+                return self._run_with_state(frontier, turns)
             except LeaseLost:
                 # Others have those URLs now: what this worker wrote after its last commit
                 # goes, as a restart would cut it, so the shards never hold a URL twice.
@@ -203,7 +206,8 @@ class Crawl:
         writer = pool = None
         threads: list[threading.Thread] = []
         if scheduler is None:
-            scheduler = HostScheduler(s.fetch.per_host_concurrency, s.fetch.per_host_delay)
+            scheduler = HostScheduler(s.fetch.per_host_concurrency, s.fetch.per_host_delay,
+                                      rules=HostRules(s.fetch.hosts))
         try:
             recovered = frontier.recover()
             before = frontier.counts()

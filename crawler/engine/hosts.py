@@ -31,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from crawler.hostrules import HostRules
 from crawler.messages import FetchJob
 
 MOVE_POLL = 0.05  # seconds between looks at a full host, for a job moving onto it
@@ -43,7 +44,10 @@ MAX_SLOTS = 10_000
 class HostSlot:
     name: str
     concurrency: int
-    delay: float
+    delay: float  # the one in force: max(floor, crawl_delay, adapt)
+    floor: float = 0.0  # per_host_delay, or the host's [[fetch.hosts]] delay
+    crawl_delay: float = 0.0  # robots.txt Crawl-delay
+    adapt: float = 0.0  # AutoThrottle's (crawler/fetch/throttle.py)
     in_flight: int = 0
     next_start: float = 0.0
     buffer: deque = field(default_factory=deque)
@@ -64,9 +68,11 @@ class HostScheduler:
         per_host_delay: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        rules: HostRules | None = None,
     ):
         self.concurrency = per_host_concurrency
         self.delay = per_host_delay
+        self.rules = rules or HostRules()  # [[fetch.hosts]]: a host's own concurrency and delay
         # A host's buffer is refilled from the frontier when it falls below low_water.
         # Deep enough to keep the host's slots busy between two coordinator rounds,
         # shallow enough that thousands of hosts cost little memory.
@@ -92,7 +98,12 @@ class HostScheduler:
         if slot is None:
             if len(self._slots) >= self._sweep_at:
                 self._evict_idle()
-            slot = self._slots[host] = HostSlot(host, self.concurrency, self.delay)
+            if self.rules:
+                floor = self.rules.delay(host, self.delay)
+                conc = self.rules.concurrency(host, self.concurrency)
+            else:
+                floor, conc = self.delay, self.concurrency
+            slot = self._slots[host] = HostSlot(host, conc, floor, floor)
         return slot
 
     def _evict_idle(self) -> None:
@@ -348,18 +359,31 @@ class HostScheduler:
                 self._push(slot)
 
     def set_delay(self, host: str, delay: float) -> None:
-        """The host's own minimum delay (robots.txt Crawl-delay); never below per_host_delay."""
+        """The host's own minimum delay (robots.txt Crawl-delay); never below its floor."""
         with self._cond:
             slot = self._slot(host)
-            delay = max(self.delay, delay)
-            if delay > slot.delay:
-                # The turn taken last (if any) was spaced by the smaller delay: a slot that
-                # was new (or evicted while idle) learns its Crawl-delay only after its first
-                # request started, and the next one must still wait the whole delay.
-                slot.next_start += delay - slot.delay
-                if slot.queued:
-                    self._push(slot)
-            slot.delay = delay
+            slot.crawl_delay = delay
+            self._retune(slot)
+
+    def adapt(self, host: str, delay: float) -> None:
+        """AutoThrottle's delay for ``host`` (0 = none); never below the floor or Crawl-delay."""
+        with self._cond:
+            slot = self._slot(host)
+            slot.adapt = delay
+            self._retune(slot)
+
+    def _retune(self, slot: HostSlot) -> None:
+        delay = max(slot.floor, slot.crawl_delay, slot.adapt)
+        if delay > slot.delay:
+            # The turn taken last (if any) was spaced by the smaller delay: a slot that was
+            # new (or evicted while idle) learns its Crawl-delay only after its first
+            # request started, and the next one must still wait the whole delay.
+            slot.next_start += delay - slot.delay
+            if slot.queued:
+                self._push(slot)
+        # A shorter delay applies from the next start on: the one planned stands (it may
+        # be a Retry-After's).
+        slot.delay = delay
 
     # -- state and shutdown ------------------------------------------------------------------
     def add_listener(self, callback: Callable[[], None]) -> None:

@@ -21,12 +21,13 @@ performing the fetch policy's commands.
   socket, so not even a SYN leaves for it, and a host whose every address is refused
   is ``Blocked``. The socket then connects to that very address, so the peer needs no
   second look. The request's host name reaches the factory through a context
-  variable (``_REQUEST``), set by the task that sends the request.
+  variable (``CURRENT``), set by the task that sends the request.
 - One send per ``Send``: aiohttp itself sends an idempotent request once more, at once,
   when a connection drops before the answer (no public switch turns that off). The
   ``send_once`` client middleware (aiohttp >= 3.12) refuses that resend, so every
   request sent is one the policy decided, took the host's turn for and counts in
-  ``attempts``. It also stamps ``sent_at``, when the request began to go out.
+  ``attempts``. ``sent_at`` is stamped when the head is written (a trace hook), so a
+  new connection's set-up does not shorten the host's delay as the server sees it.
 - Deadline: aiohttp's ``total`` timeout covers a whole exchange, headers and body, so
   no watchdog thread is needed here.
 - Other threads (the sitemap reader, ``RobotsCache.check``) ``call`` policy steps: on the
@@ -43,20 +44,19 @@ aborts (the coordinator checks it).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
-import socket
 import threading
 import time
 from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import aiohttp
 from yarl import URL
 
 from crawler.errors import Blocked, ConnectError, FetchError, FetchTimeout, TooLarge
+from crawler.fetch.aiohttp_hooks import (CURRENT, HEADERS_SENT, ConnRequest, guarded_socket_factory, headers_of,
+                                         reason_of, send_once)
 from crawler.fetch.commands import Claim, Response, Send, Sleep, Steps, Transport, WaitRobots, advance
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.handoff import HANDOFF_PAGES, HandOff
@@ -68,62 +68,6 @@ __all__ = ["AiohttpEngine", "HANDOFF_PAGES"]
 log = logging.getLogger("crawler")
 
 STOP_POLL = 0.1  # seconds: how soon a task waiting between attempts notices policy.stop
-
-
-@dataclass
-class _Request:
-    """One GET as the connector sees it: its host, and what happened to its sockets."""
-
-    host: str
-    sent_at: float | None = None  # time.monotonic() when aiohttp began to connect and send
-    failed: BaseException | None = None  # the connection dropped: aiohttp wants to send again
-    tried: int = 0  # addresses offered to the socket factory
-    refused: list[str] = field(default_factory=list)  # why the guard refused some of them
-
-
-_REQUEST: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("crawler_request", default=None)
-
-
-class _Refused(OSError):
-    """The guard refused an address: an OSError, so aiohappyeyeballs tries the next one."""
-
-
-def guarded_socket_factory(guard: AddressGuard | None):
-    """A ``socket_factory`` that asks the guard about the exact address to connect to."""
-
-    def factory(addr_info) -> socket.socket:
-        family, type_, proto, _, sockaddr = addr_info
-        request = _REQUEST.get()
-        if request is not None:
-            request.tried += 1
-        if guard is not None:
-            host = request.host if request is not None else sockaddr[0]
-            reason = guard.refuses(sockaddr[0], host)
-            if reason:
-                if request is not None:
-                    request.refused.append(reason)
-                raise _Refused(reason)
-        return socket.socket(family, type_, proto)
-
-    return factory
-
-
-async def send_once(req: aiohttp.ClientRequest, handler) -> aiohttp.ClientResponse:
-    """A client middleware: aiohttp sends an idempotent request once more, at once, when the
-    connection drops before the answer. That resend would skip the host's turn and go
-    uncounted in ``attempts``; the policy decides retries, so it is refused here (aiohttp
-    then raises the first error). Also notes when the request began to go out."""
-    request = _REQUEST.get()
-    if request is None:
-        return await handler(req)
-    if request.failed is not None:
-        raise request.failed
-    request.sent_at = time.monotonic()
-    try:
-        return await handler(req)
-    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-        request.failed = exc
-        raise
 
 
 class AiohttpEngine(Transport):
@@ -211,7 +155,7 @@ class AiohttpEngine(Transport):
                                          socket_factory=guarded_socket_factory(self.guard))
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True),
                                      auto_decompress=True, timeout=self.timeout, trust_env=self.trust_env,
-                                     middlewares=(send_once,))
+                                     middlewares=(send_once,), trace_configs=[HEADERS_SENT])
 
     async def dispatch(self, scheduler, handoff: HandOff) -> None:
         loop = asyncio.get_running_loop()
@@ -342,18 +286,18 @@ class AiohttpEngine(Transport):
         little is read. aiohttp's ``total`` timeout is the deadline of the whole exchange,
         body included. A failure is returned, not raised."""
         url = URL(send.url, encoded=True)
-        request = _Request(url.raw_host or "")
-        token = _REQUEST.set(request)
+        request = ConnRequest(url.raw_host or "")
+        token = CURRENT.set(request)
         try:
             response = await self.get(session, send, url, request)
         except FetchError as exc:
             response = exc
         finally:
-            _REQUEST.reset(token)
+            CURRENT.reset(token)
         response.sent_at = request.sent_at
         return response
 
-    async def get(self, session: aiohttp.ClientSession, send: Send, parsed: URL, request: _Request) -> Response:
+    async def get(self, session: aiohttp.ClientSession, send: Send, parsed: URL, request: ConnRequest) -> Response:
         url, settings = send.url, self.policy.settings
         started = time.monotonic()
         timeout = self.timeout if send.deadline == self.policy.deadline else \
@@ -373,11 +317,11 @@ class AiohttpEngine(Transport):
                         if ok and not send.truncate:
                             too_large = TooLarge(f"body larger than max_bytes={cap}: {url}")
                             too_large.response = Response(  # the record still shows the answer
-                                url, status, _headers(resp), b"", (time.monotonic() - started) * 1000)
+                                url, status, headers_of(resp), b"", (time.monotonic() - started) * 1000)
                             raise too_large
                         del body[cap:]
                         break
-                headers_out = _headers(resp)
+                headers_out = headers_of(resp)
         except FetchError:
             raise
         except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
@@ -389,24 +333,6 @@ class AiohttpEngine(Transport):
         except (aiohttp.ClientError, OSError) as exc:
             if request.refused and len(request.refused) == request.tried:  # every address refused
                 raise Blocked(request.refused[0]) from exc
-            raise ConnectError(f"{_reason(exc)}: {url}") from exc
+            raise ConnectError(f"{reason_of(exc)}: {url}") from exc
         return Response(url, status, headers_out, bytes(body) if ok else b"",
                         (time.monotonic() - started) * 1000)
-
-
-def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k.lower(): v for k, v in resp.headers.items()}
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, one-line reason from an aiohttp exception (same words as the threads engine)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        exc = exc.os_error
-    errno = getattr(exc, "errno", None)  # aiohappyeyeballs words it "Connect call failed (...)"
-    text = os.strerror(errno) if errno else str(exc) or type(exc).__name__
-    lowered = text.lower()
-    for marker in ("connection refused", "connection reset", "name or service not known",
-                   "server disconnected", "payload is not completed"):
-        if marker in lowered:
-            return marker
-    return text.splitlines()[0][:200]

@@ -100,6 +100,9 @@ class HostTurns(Protocol):
 
     def set_delay(self, host: str, delay: float) -> None: ...
 
+    def adapt(self, host: str, delay: float) -> None:
+        """AutoThrottle's delay for ``host``; the floor and Crawl-delay still hold."""
+
     def note_start(self, host: str, at: float) -> None: ...
 
     def give_back_turn(self, job: FetchJob) -> None: ...

@@ -31,8 +31,9 @@ What ``fetch`` decides:
   ``final_url`` = the target, no error, no body.
 - limits: ``max_bytes`` on the decoded body (error "too_large") and a deadline of
   4 x timeout per request, both carried by ``Send`` and enforced by the transport.
-- the delay counts from the send: a transport stamps when each request head was
-  written, and the host's next start is at least its delay after that (``sent``).
+- the delay counts from the end of the exchange (``sent``), which the server saw begin
+  before it answered: the delay holds as the server sees it (transports stamp when each
+  request head was written, ``sent_at``; only a request that went out counts).
 
 ``attempts`` in a record counts the requests sent for its URL, minus the redirect
 hops that succeeded: a clean redirect chain is 1 attempt, and every retry shows.
@@ -51,6 +52,9 @@ from crawler.fetch.commands import Claim, HostTurns, Response, Send, Sleep, Step
 from crawler.fetch.retry import RetryableStatus, RetryPolicy, parse_retry_after
 from crawler.fetch.robots import REDIRECT_STATUSES, RobotsCache, RobotsUnavailable, origin_of
 from crawler.fetch.robots import fetch_steps as robots_fetch_steps
+from crawler.fetch.seen import SeenURLs
+from crawler.fetch.throttle import AutoThrottle
+from crawler.hostrules import HostRules
 from crawler.messages import FetchJob, Page, utc_now_iso
 from crawler.urls import BadURL, canonicalize, host_of
 
@@ -91,39 +95,6 @@ def split_content_type(value: str | None) -> tuple[str | None, str | None]:
     return mime.strip().lower() or None, charset
 
 
-class SeenURLs:
-    """The URLs this process fetched or is fetching: job URLs and redirect targets.
-
-    The fetch-side half of redirect-target dedup, used when no ``claim`` hook that asks
-    the frontier is given. Bounded: it keeps 64-bit hashes (a false match has odds of
-    about 1 in 10^14), and forgets everything when full, which can only cost a fetch
-    that a complete memory would have saved.
-    """
-
-    MAX = 100_000  # ~5 MB
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hashes: set[int] = set()
-
-    def unknown(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The (url, host) pairs whose url is not remembered (one lock for all of them)."""
-        with self._lock:
-            hashes = self._hashes
-            return [pair for pair in pairs if hash(pair[0]) not in hashes] if hashes else pairs
-
-    def add(self, url: str) -> bool:
-        """Remember ``url``; False if it was already known."""
-        key = hash(url)
-        with self._lock:
-            if key in self._hashes:
-                return False
-            if len(self._hashes) >= self.MAX:
-                self._hashes.clear()
-            self._hashes.add(key)
-            return True
-
-
 class FetchPolicy:
     """Everything about a fetch that is not the HTTP transport: shared by the engines.
 
@@ -154,9 +125,26 @@ class FetchPolicy:
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
             "Accept-Encoding": "gzip, deflate",
         }
+        self.host_rules = HostRules(getattr(fetch_settings, "hosts", ()))
+        self.throttle = AutoThrottle.from_settings(fetch_settings)
+        self._rule_headers: dict[str, dict[str, str]] = {}  # a rule's match -> its headers
 
-    def request_headers(self, job: FetchJob) -> dict[str, str]:
-        headers = dict(self.base_headers)
+    def headers_for(self, host: str) -> dict[str, str]:
+        """The headers of every request to ``host``: its [[fetch.hosts]] user_agent and
+        headers over the base ones (not to be changed: they are shared)."""
+        rule = self.host_rules.for_host(host) if self.host_rules else None
+        if rule is None:
+            return self.base_headers
+        headers = self._rule_headers.get(rule.match)
+        if headers is None:
+            headers = {**self.base_headers, **rule.headers}
+            if rule.user_agent:
+                headers["User-Agent"] = rule.user_agent
+            self._rule_headers[rule.match] = headers
+        return headers
+
+    def request_headers(self, job: FetchJob, host: str | None = None) -> dict[str, str]:
+        headers = dict(self.headers_for(host or job.host))
         if job.etag:
             headers["If-None-Match"] = job.etag
         if job.last_modified:
@@ -226,6 +214,8 @@ class FetchPolicy:
                         ended_at = target
                         break
                     host = host_of(target)
+                    if self.host_rules:
+                        headers = self.request_headers(job, host)
                     yield from self.turn(job, host)
                     if (yield from self.check_robots(target, host)):
                         yield from self.turn(job, host)
@@ -296,14 +286,22 @@ class FetchPolicy:
 
     # -- the host's turns ----------------------------------------------------------------------
     def sent(self, send: Send, result: Response | FetchError, host: str | None = None) -> Response | FetchError:
-        """A request to ``host`` (default: ``send.url``'s) left at ``result.sent_at``: the
-        host's delay counts from then, not from when the turn was taken (the request leaves
-        later: thread hand-off, connection set-up), so the delay holds as the server sees it.
-        An answer is also noted for the WARC, when the running fetch captures
-        (crawler/fetch/capture.py)."""
+        """A request to ``host`` (default: ``send.url``'s) went out (``result.sent_at``) and
+        its exchange is over: the host's next start is at least its delay after *now*, the
+        exchange's end (as Nutch and Heritrix count), which is later than the send (the
+        turn's grant is earlier still). The server saw this request before it answered, so
+        the next start it sees is at least the delay after this one's, whatever its own lag
+        or a new connection's set-up. An answer is also noted for the WARC, when the running
+        fetch captures (crawler/fetch/capture.py)."""
         sent_at = getattr(result, "sent_at", None)
         if sent_at is not None and self.scheduler is not None:
-            self.scheduler.note_start(host or host_of(send.url), sent_at)
+            host, ended = host or host_of(send.url), self.scheduler.clock()
+            self.scheduler.note_start(host, ended)
+            if self.throttle is not None:  # AutoThrottle: the delay follows the server
+                status = result.status if isinstance(result, Response) else None
+                delay = self.throttle.observe(host, status, ended - sent_at)
+                if delay is not None:
+                    self.scheduler.adapt(host, delay)
         if isinstance(result, Response):
             note(send.url, send.headers, result)
         return result
@@ -361,7 +359,7 @@ class FetchPolicy:
 
     def robots_txt(self, url: str) -> Steps:
         """GET a robots.txt (``robots.fetch_steps``): a ``RobotsAnswer``."""
-        return (yield from robots_fetch_steps(url, self.base_headers, self.deadline, self.sent))
+        return (yield from robots_fetch_steps(url, self.headers_for(host_of(url)), self.deadline, self.sent))
 
     # -- sitemaps ------------------------------------------------------------------------------
     def sitemap(self, url: str, max_bytes: int) -> Steps:
@@ -380,7 +378,7 @@ class FetchPolicy:
             try:
                 if token is not None:
                     yield from self.turn(token, host)
-                send = Send(url, self.base_headers, max_bytes, self.deadline)
+                send = Send(url, self.headers_for(host), max_bytes, self.deadline)
                 result = self.sent(send, (yield send), host)
             except FetchAborted:
                 return None  # the crawl is stopping
@@ -408,6 +406,7 @@ class FetchPolicy:
             page.content_type, page.charset = split_content_type(response.headers.get("content-type"))
             page.etag = response.headers.get("etag")
             page.last_modified = response.headers.get("last-modified")
+            page.robots_tag = response.headers.get("x-robots-tag")
             if error is None and response.status >= 400:
                 error = HTTPStatusError(f"HTTP {response.status}", status=response.status)
             if error is None and final_url is None:

@@ -40,6 +40,7 @@ class _Answer:
     fetched_at: str
     etag: str | None
     last_modified: str | None
+    robots_tag: str | None = None  # X-Robots-Tag: honoured by the parser as the crawl did
 
 
 def _answer(record) -> _Answer | None:
@@ -49,7 +50,8 @@ def _answer(record) -> _Answer | None:
     content_type, charset = split_content_type(http.get("Content-Type"))
     body = record.reader.read()  # Content- and Transfer-Encoding decoded (auto_decode)
     return _Answer(record.headers.get("WARC-Target-URI"), http.status_code, content_type, charset, body,
-                   warc_date_to_record(record.headers.get("WARC-Date")), http.get("ETag"), http.get("Last-Modified"))
+                   warc_date_to_record(record.headers.get("WARC-Date")), http.get("ETag"), http.get("Last-Modified"),
+                   http.get("X-Robots-Tag"))
 
 
 def _page(job_id: int, url: str, answer: _Answer, meta: dict[str, str]) -> Page:
@@ -57,7 +59,7 @@ def _page(job_id: int, url: str, answer: _Answer, meta: dict[str, str]) -> Page:
                    referrer=meta.get("via") or None)
     page = Page(job=job, fetched_at=meta.get("fetchedAt", answer.fetched_at), final_url=answer.url,
                 status=answer.status, content_type=answer.content_type, charset=answer.charset,
-                body=answer.body, elapsed_ms=float(meta.get("fetchTimeMs", 0.0)),
+                body=answer.body, elapsed_ms=float(meta.get("fetchTimeMs", 0.0)), robots_tag=answer.robots_tag,
                 attempts=int(meta.get("attempts", 1)), etag=answer.etag, last_modified=answer.last_modified)
     # As the fetch recorded it (crawler.fetch.policy.FetchPolicy.page): a page with an error
     # has no body to parse, nor has one whose fetch ended at a redirect to a known URL.

@@ -136,32 +136,66 @@ def test_ctrl_c_exits_130_and_resume_loses_nothing(serve, tmp_path, engine_name)
     assert len(records) == len({r["url"] for r in records}) == 150
 
 
-@pytest.mark.parametrize("per_host", [1, 2])
-def test_the_delay_holds_at_the_server_through_retries_redirects_and_resets(serve, cli, engine_name, per_host):
-    """Issue 11, part 2: per_host_delay 0.1 and Crawl-delay 0.2, with the parser pool busy:
-    no two request starts the server sees on the host are closer than the delay (10 %
-    for the stamps' granularity), and never more in flight than per_host_concurrency."""
-    crawl_delay, h = 0.2, "127.0.0.1"
+FAULT_RUNS = [(1, 0)] + [(2, attempt) for attempt in range(5)]
+FAULTS = ["/flaky", "/reset-once", "/slow-once", "/moved"]
+FAULT_PATHS = [f"/p/{i}" for i in range(10)] + FAULTS
+CRAWL_DELAY = 0.2
+
+
+def fault_site(h: str) -> Site:
+    """Crawl-delay 0.2; a 503 once, a reset once, a timeout once (with timeout = 0.5), a
+    redirect whose target another page links to, and pages that keep the parsers busy."""
     site = Site()
-    site.add(h, "/robots.txt", Response(200, f"User-agent: *\nCrawl-delay: {crawl_delay}\n".encode(),
+    site.add(h, "/robots.txt", Response(200, f"User-agent: *\nCrawl-delay: {CRAWL_DELAY}\n".encode(),
                                         (("Content-Type", "text/plain"),)))
-    paths = [f"/p/{i}" for i in range(10)] + ["/flaky", "/reset-once", "/moved"]
-    site.add(h, "/", page("home", "".join(f'<a href="{p}">{p}</a>' for p in paths)))
+    site.add(h, "/", page("home", "".join(f'<a href="{p}">{p}</a>' for p in FAULT_PATHS)))
     site.add(h, "/flaky", first_fails(503))
     site.add(h, "/reset-once", first_then(RESET, page("ok")))
+    site.add(h, "/slow-once", first_then(page("slow", delay=1.5), page("ok")))  # beyond timeout = 0.5
     site.add(h, "/moved", Response.redirect("/landing"))
-    site.add(h, "*", page("page", "x" * 20_000))  # some parsing work for the pool
-    server = serve(site, [h])
-    settings = FAST.replace("per_host_concurrency = 4", f"per_host_concurrency = {per_host}").replace(
-        "per_host_delay = 0", "per_host_delay = 0.1") + "[parse]\nworkers = 2\n"
-    run = cli("crawl", server.url(h), "-o", "out.jsonl", "-q", "--engine", engine_name, settings=settings)
-    assert run.code == 0, run.stderr
-    assert len(run.records) == 1 + len(paths)
-    starts = sorted(r.started for r in server.log if r.host == h)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert len(starts) == len(run.records) + 4  # robots.txt, the 503, the reset, the hop
-    assert min(gaps) >= 0.9 * crawl_delay, [round(g, 3) for g in gaps]
+    site.add(h, "/p/3", page("p3", '<a href="/landing">landing</a>' + "x" * 200_000))
+    site.add(h, "*", page("page", "<p>" + "x " * 100_000 + "</p>"))  # parsing work for the pool
+    return site
+
+
+def fault_settings(per_host: int) -> str:
+    return FAST.replace("per_host_concurrency = 4", f"per_host_concurrency = {per_host}").replace(
+        "per_host_delay = 0", "per_host_delay = 0.1").replace("timeout = 5", "timeout = 0.5") + (
+        "[parse]\nworkers = 2\n")
+
+
+def check_fault_crawl(server, h: str, records: list[dict], per_host: int) -> None:
+    """At the server: no two starts closer than the Crawl-delay (10 % for the stamps'
+    granularity), never more than ``per_host`` in flight, no healthy page twice."""
+    by = by_url(records)
+    assert len(by) == len(records), "one record per URL"
+    landing = server.url(h, "/landing")  # its own record if the link claimed it before the hop
+    assert set(by) - {landing} == {server.url(h, p) for p in ["/"] + FAULT_PATHS}
+    assert all(r["error"] is None for r in records), [r for r in records if r["error"]]
+    log = [r for r in server.log if r.host == h]
+    ordered = sorted(log, key=lambda r: r.started)
+    gaps = [(b.started - a.started, a.path, b.path) for a, b in zip(ordered, ordered[1:])]
+    # robots.txt, "/", each path and /landing once; the 503, the reset and the timeout once more
+    assert len(ordered) == 1 + 1 + len(FAULT_PATHS) + 1 + 3
+    assert min(gaps)[0] >= 0.9 * CRAWL_DELAY, [(round(g, 3), a, b) for g, a, b in gaps]
     assert server.max_in_flight(h) <= per_host
+    twice = {path: n for path, n in Counter(r.path for r in log).items() if n > 1 and path not in FAULTS}
+    assert twice == {}, "healthy pages requested more than once"
+
+
+@pytest.mark.parametrize("per_host,attempt", FAULT_RUNS)
+def test_the_delay_holds_at_the_server_through_retries_redirects_resets_and_timeouts(
+        serve, cli, engine_name, per_host, attempt):
+    """Issue 11, part 2: per_host_delay 0.1 and Crawl-delay 0.2, with the parser pool busy
+    (two workers, large pages), on a site with retries, redirects, resets and timeouts.
+    The crawl with two slots runs five times: "no healthy page is fetched twice" (the
+    redirect target is also linked from a page, the race that once fetched a page twice)."""
+    h = "127.0.0.1"
+    server = serve(fault_site(h), [h])
+    run = cli("crawl", server.url(h), "-o", "out.jsonl", "-q", "--engine", engine_name,
+              settings=fault_settings(per_host))
+    assert run.code == 0, run.stderr
+    check_fault_crawl(server, h, run.records, per_host)
 
 
 @pytest.mark.parametrize("attempt", range(3))

@@ -153,3 +153,23 @@ def test_the_hosts_delay_counts_from_when_the_request_was_sent():
 
     drive(p.fetch(first), perform)
     assert scheduler.try_next() == (None, pytest.approx(0.5))  # 0.5 after the send, not 0.2
+
+
+def test_the_hosts_delay_counts_from_the_end_of_the_exchange_which_the_server_saw_begin():
+    """The server stamps a request when it reads it, which can be later than the send (a new
+    connection, a busy server), but always before it answers: counting from the end of the
+    exchange keeps every two starts it sees the delay apart (fault-site test: 0.17 s between
+    robots.txt on a new connection and the next request, under a 0.2 s Crawl-delay)."""
+    clock = [100.0]
+    scheduler = HostScheduler(2, 0.5, clock=lambda: clock[0])
+    p = policy(scheduler=scheduler)
+    first, second = (FetchJob(id=i, url=f"http://a.test/{i}", host="a.test", depth=0) for i in (1, 2))
+    scheduler.offer([first, second])
+    assert scheduler.try_next()[0] is first
+
+    def perform(command):
+        clock[0] = 100.9  # sent at 100.1, answered 0.8 s later
+        return Response(command.url, 200, {}, b"", 800.0, sent_at=100.1)
+
+    drive(p.fetch(first), perform)
+    assert scheduler.try_next() == (None, pytest.approx(0.5))  # from 100.9, not from 100.1

@@ -15,7 +15,9 @@
 --   P hosts           zset host -> URLs queued (for status and for readiness)
 --   P ready           zset host -> when its next request may start, for hosts that have
 --                     queued URLs and a free slot
---   P host:<host>     hash: next (ms), delay (ms: robots Crawl-delay, if longer)
+--   P host:<host>     hash: next (ms), delay (ms: robots Crawl-delay, if longer), floor (ms:
+--                     its [[fetch.hosts]] delay, in place of per_host_delay), adapt (ms:
+--                     AutoThrottle's delay, if longer)
 --   P inflight:<host> zset lease id -> expiry of the request slot it holds
 --   P leases          hash lease id -> "worker<TAB>incarnation<TAB>host<TAB>depth<TAB>url<TAB>referrer"
 --   P deadlines       zset lease id -> when the lease expires unless renewed
@@ -67,9 +69,11 @@ local function make_ready(host, conc)
   end
 end
 
--- The host's delay: per_host_delay, or its robots Crawl-delay if that is longer.
+-- The host's delay: per_host_delay (or its own floor), or its robots Crawl-delay or
+-- AutoThrottle's delay if longer.
 local function host_delay(host, default)
-  return math.max(default, tonumber(redis.call('HGET', P .. 'host:' .. host, 'delay') or '0'))
+  local h = redis.call('HMGET', P .. 'host:' .. host, 'delay', 'floor', 'adapt')
+  return math.max(tonumber(h[2] or '') or default, tonumber(h[1] or '0'), tonumber(h[3] or '0'))
 end
 
 local function push(host, depth, entry, front)
@@ -286,14 +290,21 @@ return 0
 
 --- script: hostctl
 -- ARGV: P, op, host, ms, delay_ms. op "defer": no request to host for ms; "delay": the
--- host's Crawl-delay is ms; "started": a request to host started ms ago (robots.txt).
+-- host's Crawl-delay is ms; "floor": its [[fetch.hosts]] delay is ms; "adapt": AutoThrottle's
+-- delay for it is ms; "started": a request to host started ms ago. When "delay", "floor"
+-- or "adapt" lengthen the host's delay, the start planned with the shorter one moves back
+-- by the difference (robots.txt's Crawl-delay is learnt after the request that fetched it
+-- was spaced by per_host_delay alone, and the next one must still wait the whole delay).
 local err = need_crawl() if err then return err end
 local op, host, ms, delay_ms = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local key = P .. 'host:' .. host
 local nxt = host_next(host)
-if op == 'delay' then
-  redis.call('HSET', key, 'delay', ms)
-  return 0
+if op == 'delay' or op == 'floor' or op == 'adapt' then
+  local before = host_delay(host, delay_ms)
+  redis.call('HSET', key, op, ms)
+  local after = host_delay(host, delay_ms)
+  if after <= before or nxt == 0 then return 0 end
+  nxt = nxt + after - before
 elseif op == 'defer' then
   nxt = math.max(nxt, NOW + ms)
 else

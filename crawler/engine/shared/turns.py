@@ -10,10 +10,11 @@ hold for the crawl as a whole:
 - every further request start of a job (a retry, a redirect hop, the request after
   robots.txt) takes its turn through Redis (``try_turn``, ``try_move``, ``move``);
 - ``done(job)`` frees the host slot, and ``note_start`` moves the host's next start to
-  the delay after the moment the request was actually sent: a thread of its own sends
-  both to Redis, in batches, so neither a fetcher nor the async engine's loop waits;
-- Retry-After and robots troubles (``defer``), Crawl-delay (``set_delay``) and the
-  robots.txt request (``note_start``) move the host's next start in Redis.
+  its delay after the request's exchange: a thread of its own sends both to Redis, in
+  batches, so neither a fetcher nor the async engine's loop waits;
+- Retry-After and robots troubles (``defer``), Crawl-delay (``set_delay``), AutoThrottle
+  (``adapt``) and a ``[[fetch.hosts]]`` delay (told once per host, in ``offer``) move the
+  host's next start in Redis.
 """
 
 from __future__ import annotations
@@ -25,25 +26,32 @@ import time
 from collections import deque
 from typing import Callable
 
+from crawler.hostrules import HostRules
 from crawler.messages import FetchJob
 
 POLL = 0.05  # seconds: the longest a waiting turn sleeps before asking Redis again
+FLOORS_TOLD_MAX = 100_000  # hosts remembered as having their [[fetch.hosts]] delay in Redis
 
 
 class RedisTurns:
     """Thread-safe; ``next_job`` for threads, ``try_next`` for an event loop."""
 
-    def __init__(self, frontier, concurrency: int, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, frontier, concurrency: int, *, clock: Callable[[], float] = time.monotonic,
+                 rules: HostRules | None = None):
         self.frontier = frontier
         self.concurrency = concurrency
         self.clock = clock
+        # [[fetch.hosts]] delays, told to Redis (a host's "floor") the first time a job of
+        # the host is handed to this worker, before its request is sent.
+        self.rules = rules or HostRules()
+        self._floors_told: set[str] = set()
         self._cond = threading.Condition()
         self._ready: deque[FetchJob] = deque()
         self._busy = 0  # jobs handed out whose request is not over
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
         self._tokens = itertools.count(1)
-        self._delayed: set[str] = set()  # hosts with a robots.txt Crawl-delay
+        self._delayed: set[str] = set()  # hosts with a delay of their own (Crawl-delay, rule, AutoThrottle)
         self._released: queue.SimpleQueue = queue.SimpleQueue()
         self._releaser = threading.Thread(target=self._release_slots, name="slot-releaser", daemon=True)
         self._releaser.start()
@@ -55,6 +63,8 @@ class RedisTurns:
             return 0 if self._closed else self.concurrency - self._busy - len(self._ready)
 
     def offer(self, jobs: list[FetchJob]) -> None:
+        if self.rules:
+            self._tell_floors(jobs)
         with self._cond:
             self._ready.extend(jobs)
             self._cond.notify(len(jobs))
@@ -160,6 +170,25 @@ class RedisTurns:
         if delay > 0:
             self._delayed.add(host)
         self.frontier.hostctl("delay", host, delay)
+
+    def adapt(self, host: str, delay: float) -> None:
+        if delay > 0:
+            self._delayed.add(host)  # its request starts now matter (note_start)
+        self.frontier.hostctl("adapt", host, delay)
+
+    def _tell_floors(self, jobs: list[FetchJob]) -> None:
+        for job in jobs:
+            host = job.host
+            if host in self._floors_told:
+                continue
+            rule = self.rules.for_host(host)
+            if rule is not None and rule.delay is not None:
+                if rule.delay > 0:
+                    self._delayed.add(host)
+                self.frontier.hostctl("floor", host, rule.delay)
+            if len(self._floors_told) >= FLOORS_TOLD_MAX:
+                self._floors_told.clear()  # telling again costs one call per host
+            self._floors_told.add(host)
 
     def _release_slots(self) -> None:
         """Send slot releases and request starts to Redis, each batch what has piled up
