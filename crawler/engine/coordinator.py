@@ -61,7 +61,12 @@ class Discovering:
     delta: int  # +1: a start-URL source began; -1: it ended
 
 
-Event = Parsed | Released | StartURLs | Discovering
+@dataclass(slots=True)
+class SlotsFreed:
+    """Shared crawl: Redis has freed host slots of ours, so a lease may find work now."""
+
+
+Event = Parsed | Released | StartURLs | Discovering | SlotsFreed
 
 
 class Coordinator:
@@ -87,9 +92,11 @@ class Coordinator:
         # A shared (Redis) frontier leases for the whole worker, as fetch slots free up;
         # a local one fills per-host buffers of the HostScheduler.
         self.shared = getattr(frontier, "shared", False)
+        if self.shared:
+            scheduler.on_release = lambda: events.put(SlotsFreed())
         self.to_fill: set[str] = set() if self.shared else set(frontier.hosts())
         self.next_lease = 0.0  # shared: when to ask Redis again if no slot frees meanwhile
-        self.free_at_last_lease = 0
+        self.releases_seen = 0  # shared: the scheduler's slot-release batches Redis has applied
         self.renew_every = settings.state.lease_timeout / 3
         self.last_renew = time.monotonic()
         self.batch_ids: list[int] = []
@@ -147,6 +154,8 @@ class Coordinator:
                 self.on_start_urls(urls)
             case Discovering(delta):
                 self.discovering += delta
+            case SlotsFreed():
+                pass  # the round that follows leases (refill_shared)
 
     def on_result(self, item: ParseResult) -> None:
         job = self.leased[item.job_id]
@@ -263,13 +272,14 @@ class Coordinator:
         slot of ours frees up."""
         free = self.scheduler.free_slots()
         now = time.monotonic()
-        if free <= 0 or (now < self.next_lease and free <= self.free_at_last_lease):
+        released = self.scheduler.releases
+        if free <= 0 or (now < self.next_lease and released == self.releases_seen):
             return
+        self.releases_seen = released
         jobs, hint = self.frontier.lease(free)
         for job in jobs:
             self.leased[job.id] = job
         self.scheduler.offer(jobs)
-        self.free_at_last_lease = free - len(jobs)
         if len(jobs) < free:
             self.next_lease = now + (min(max(hint, 0.002), 0.25) if hint is not None else 0.25)
 

@@ -51,6 +51,8 @@ class RedisTurns:
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
         self._tokens = itertools.count(1)
+        self.releases = 0  # batches of slot releases Redis has applied
+        self.on_release: Callable[[], None] | None = None  # wakes the coordinator after each
         self._delayed: set[str] = set()  # hosts with a delay of their own (Crawl-delay, rule, AutoThrottle)
         self._released: queue.SimpleQueue = queue.SimpleQueue()
         self._releaser = threading.Thread(target=self._release_slots, name="slot-releaser", daemon=True)
@@ -213,5 +215,9 @@ class RedisTurns:
                 for host, at in starts:
                     self.frontier.hostctl("started", host, max(0.0, self.clock() - at))
                 self.frontier.finish(slots)
+                if slots:  # Redis knows these slots are free: the coordinator may lease now
+                    self.releases += 1
+                    if self.on_release is not None:
+                        self.on_release()
             except Exception:  # Redis gone for good: the slots expire by themselves
                 pass
