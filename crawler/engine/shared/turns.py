@@ -176,7 +176,7 @@ class RedisTurns:
     def adapt(self, host: str, delay: float) -> None:
         if delay > 0:
             self._delayed.add(host)  # its request starts now matter (note_start)
-        self.frontier.hostctl("adapt", host, delay)
+        self._released.put(("adapt", host, delay))  # sent by the releaser: no Redis call here
 
     def _tell_floors(self, jobs: list[FetchJob]) -> None:
         for job in jobs:
@@ -193,18 +193,20 @@ class RedisTurns:
             self._floors_told.add(host)
 
     def _release_slots(self) -> None:
-        """Send slot releases and request starts to Redis, each batch what has piled up
-        meanwhile: the starts first (they push a host's next start back), then one
-        ``finish`` for all the releases."""
+        """Send AutoThrottle delays, request starts and slot releases to Redis, each batch
+        what has piled up meanwhile: the delays, then the starts (they push a host's next
+        start back), then one ``finish`` for all the releases."""
         done = False
         while not done:
             item = self._released.get()
-            slots, starts = [], []
+            slots, adapts, starts = [], [], []
             while True:
                 if item is None:
                     done = True
                 elif item[0] == "done":
                     slots.append(item[1:])
+                elif item[0] == "adapt":
+                    adapts.append(item[1:])
                 else:
                     starts.append(item[1:])
                 try:
@@ -212,6 +214,8 @@ class RedisTurns:
                 except queue.Empty:
                     break
             try:
+                for host, delay in adapts:  # before the starts, which count the new delay
+                    self.frontier.hostctl("adapt", host, delay)
                 for host, at in starts:
                     self.frontier.hostctl("started", host, max(0.0, self.clock() - at))
                 self.frontier.finish(slots)
