@@ -86,6 +86,10 @@ class ParserPool:
         self._deaths: dict[int, int] = {}
         self._pump_lock = threading.Lock()
         self._wake_r, self._wake_w = mp.Pipe(duplex=False)
+        # A wake-up byte is in the pipe (or about to be) and the manager has not yet drained
+        # it: later submits need not write another. One byte per page cost a write here and
+        # a poll round in the manager per page.
+        self._wake_posted = False
         self._closing = False
         self._broken: BaseException | None = None
         self._respawns_without_progress = 0
@@ -104,7 +108,9 @@ class ParserPool:
             self._slots.release()
             self._check_broken()
         self._backlog.append(page)
-        self._wake()
+        if not self._wake_posted:  # the manager clears it before it pumps: this page is seen
+            self._wake_posted = True
+            self._wake()
 
     @property
     def broken(self) -> BaseException | None:
@@ -235,6 +241,7 @@ class ParserPool:
                         waitables.append(w.conn)
                     waitables.append(w.process.sentinel)
             ready = wait(waitables, timeout=1.0)
+            self._wake_posted = False  # before the pump below reads the backlog
             if self._wake_r in ready:
                 while self._wake_r.poll():
                     self._wake_r.recv_bytes()

@@ -18,7 +18,7 @@ from crawler.messages import Page, ParseResult
 from crawler.procname import set_process_name
 from crawler.settings import Rule
 from crawler.urls import Scope
-from parsers.decode import decode
+from parsers.decode import for_parser
 from parsers.extract import RuleSet
 from parsers.links import canonical_link, extract_links, meta_robots
 from sinks.jsonl import encode, record_for
@@ -146,8 +146,8 @@ def _parse_page(page: Page, state: WorkerState) -> ParseResult:
         return ParseResult(job.id, encode(record_for(page, cfg.crawl_id, changed=changed)), changed=changed,
                            content_hash=digest, snapshot=snapshot(None, {}, 0), **facts)
     try:
-        text, encoding = decode(page.body, page.charset)
-        tree = etree.fromstring(text.encode("utf-8"), state.parser) if text.strip() else None
+        source, text, encoding = for_parser(page.body, page.charset)
+        tree = etree.fromstring(source, state.parser) if text.strip() else None
         directives = meta_robots(tree) if (cfg.obey_robots and tree is not None) else set()
         if cfg.obey_robots and page.robots_tag:
             directives |= robots_tag_directives(page.robots_tag)

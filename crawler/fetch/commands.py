@@ -73,7 +73,7 @@ class Response:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     elapsed_ms: float
-    sent_at: float | None = field(default=None, compare=False)  # time.monotonic() when the head was written
+    sent_at: float | None = field(default=None, compare=False)  # time.monotonic() when it went out
 
 
 @runtime_checkable

@@ -33,7 +33,8 @@ What ``fetch`` decides:
   4 x timeout per request, both carried by ``Send`` and enforced by the transport.
 - the delay counts from the end of the exchange (``sent``), which the server saw begin
   before it answered: the delay holds as the server sees it (transports stamp when each
-  request head was written, ``sent_at``; only a request that went out counts).
+  request went out, ``sent_at``; only a request that went out counts; AutoThrottle's
+  latency runs from there to the end).
 
 ``attempts`` in a record counts the requests sent for its URL, minus the redirect
 hops that succeeded: a clean redirect chain is 1 attempt, and every retry shows.

@@ -97,6 +97,17 @@ def fetch_steps(url: str, headers: dict[str, str], deadline: float,
 
 
 def origin_of(url: str) -> str:
+    """scheme://authority of ``url``, as ``urlsplit`` reads them. Every fetch asks this, for
+    a URL in canonical form: its authority is cut out directly (urlsplit took 4% of the
+    async engine's loop), and anything else goes through urlsplit."""
+    if url.startswith(("http://", "https://")) and "\t" not in url and "\n" not in url and "\r" not in url:
+        start = url.find("//") + 2
+        end = len(url)
+        for mark in "/?#":
+            found = url.find(mark, start, end)
+            if found != -1:
+                end = found
+        return url[:end]
     p = urlsplit(url)
     return f"{p.scheme}://{p.netloc}"
 

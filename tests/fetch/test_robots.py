@@ -220,3 +220,17 @@ def job(i: int):
     from crawler.messages import FetchJob
 
     return FetchJob(id=i, url=f"http://a.test/{i}", host="a.test", depth=0)
+
+
+@pytest.mark.parametrize("url", [
+    "http://a.test/x?y#z", "https://h.test:8443", "http://h.test?q", "http://h.test#f", "http://u:p@h.test:1/p",
+    "http://[::1]:8/x", "http://h.test/a//b", "HTTP://H.test/x", "http://h.test\\x/y", " http://h.test/",
+    "http://h.test\t/x", "http://", "http://h.test?/x#/", "ftp://h.test/x",
+])
+def test_origin_of_agrees_with_urlsplit(url):
+    """origin_of cuts canonical URLs by hand (it is asked on every fetch); whatever the URL,
+    it must give what scheme://netloc from urlsplit gives."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    assert robots_mod.origin_of(url) == f"{parts.scheme}://{parts.netloc}"
