@@ -161,17 +161,20 @@ class ParserPool:
                 # so that the workers drain and the suspects get through.
                 if not w.outstanding:
                     w.isolating = True
-                    self._send(w, self._suspects.popleft())
+                    self._send(w, [self._suspects.popleft()])
                 continue
-            while len(w.outstanding) < WINDOW and self._backlog and not w.closed:
-                self._send(w, self._backlog.popleft())
+            room = min(WINDOW - len(w.outstanding), len(self._backlog))
+            if room > 0:
+                self._send(w, [self._backlog.popleft() for _ in range(room)])
 
-    def _send(self, w: _Worker, page: Page) -> None:
+    def _send(self, w: _Worker, pages: list[Page]) -> None:
+        """One message for all of ``pages``: each message costs a pickle, two writes and a
+        wake-up of the worker's reader thread, so a window's worth goes in one."""
         if not w.outstanding:
             w.head_since = time.monotonic()
-        w.outstanding.append(page)
+        w.outstanding.extend(pages)
         try:
-            w.conn.send(page.pack())
+            w.conn.send([page.pack() for page in pages])
         except OSError:
             w.closed = True  # the death is handled when its sentinel fires
 

@@ -203,13 +203,12 @@ def main(conn, config: WorkerConfig) -> None:
 
     def reader() -> None:
         try:
-            while True:
-                item = conn.recv()
-                inbox.put(item)
-                if item is None:
-                    return
+            while (pages := conn.recv()) is not None:  # a list of packed pages
+                for packed in pages:
+                    inbox.put(packed)
         except (EOFError, OSError):  # parent gone
-            inbox.put(None)
+            pass
+        inbox.put(None)
 
     threading.Thread(target=reader, name="parser-reader", daemon=True).start()
     conn.send(("ready", None))
