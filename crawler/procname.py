@@ -1,23 +1,25 @@
-"""Give a child process a recognisable name in ps/top (Linux: prctl PR_SET_NAME).
+"""Give a child process a recognisable name in ps/top (Linux: the main thread's comm).
 
 ``crawler-parser`` and ``crawler-writer`` can then be told apart from each other
 and from unrelated Python processes; elsewhere this does nothing.
+
+Written to ``/proc/self/comm`` (what prctl(PR_SET_NAME) sets), not through ctypes: finding
+libc with ``ctypes.util.find_library`` runs ``ldconfig -p`` in a subprocess, a cost paid
+by every child at start-up.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import sys
 
-PR_SET_NAME = 15
+COMM_MAX = 15  # bytes the kernel keeps
 
 
 def set_process_name(name: str) -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(name.encode()[:COMM_MAX])
+    except OSError:
         pass

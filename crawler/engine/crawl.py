@@ -34,7 +34,6 @@ from crawler.engine.state import StateLock, begin_run, default_state_dir, has_pl
 from crawler.errors import AbortError, LeaseLost, StateError
 from crawler.fetch.guard import AddressGuard
 from crawler.fetch.policy import FetchPolicy, SeenURLs
-from crawler.fetch.requests_engine import RequestsFetcher
 from crawler.fetch.robots import RobotsCache
 from crawler.messages import FetchJob, Page, utc_now_iso
 from crawler.settings import Settings
@@ -363,6 +362,8 @@ class Crawl:
             from crawler.fetch.aiohttp_engine import AiohttpEngine
 
             return AiohttpEngine(policy, guard)
+        from crawler.fetch.requests_engine import RequestsFetcher  # each engine imports only its own library
+
         return RequestsFetcher(policy, guard)
 
     # -- fetchers --------------------------------------------------------------------------------

@@ -46,14 +46,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console
 
 from crawler.errors import UsageError
 from crawler.inspection.render import warn
 from crawler.inspection.sources import Source, expand_sources
+
+if TYPE_CHECKING:  # rich is imported when inspect runs, not whenever the CLI starts
+    from rich.console import Console
 
 EXIT_OK, EXIT_BAD_LINES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -138,6 +140,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.follow:
         from crawler.inspection.follow import run_follow
 
+        from rich.console import Console
+
         return run_follow(sources, args, _console(), Console(file=sys.stderr, highlight=False))
     if wants_records(args):
         return _print_records(sources, args, fmt)
@@ -173,6 +177,8 @@ def wants_records(args: argparse.Namespace) -> bool:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stdout, highlight=False)
 
 
