@@ -50,7 +50,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import children_cpu, measure  # noqa: E402  (bench/run.py)
+from run import children_cpu, compile_ours, measure  # noqa: E402  (bench/run.py)
 
 DOC_DIR = Path("/usr/share/doc/python3.11/html")
 APT = {"nginx": "nginx", "wget2": "wget2"}  # binary -> Debian package
@@ -333,6 +333,7 @@ def main() -> int:
     args = ap.parse_args()
     contenders = args.only or list(CONTENDERS)
     ensure_installed(args.dir)
+    compile_ours()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="crawler-realsite-"))
     workdir.mkdir(parents=True, exist_ok=True)
     nginx = Nginx(args.dir, workdir)
