@@ -193,7 +193,10 @@ def _absolute(url: str | None) -> Resolved | None:
 
 def _canonical(url: str) -> Resolved | None:
     try:
-        canon = url if _ALREADY_CANONICAL(url) else canonicalize_url(url, keep_fragments=False)
+        if _ALREADY_CANONICAL(url):  # "scheme://host[:port]/...": the host is cut out directly
+            start = url.index("://") + 3
+            return url, url[start : url.index("/", start)].partition(":")[0]
+        canon = canonicalize_url(url, keep_fragments=False)
         return canon, urlsplit(canon).hostname or ""
     except ValueError:  # never seen on a URL the WHATWG parser accepted; kept safe
         return None

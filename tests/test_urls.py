@@ -155,11 +155,17 @@ def reference(href, base):
     return canon, urlsplit(canon).hostname
 
 
+def resolve_all_one(url):
+    clear_caches()
+    return next(resolve_all([url], None))
+
+
 def test_the_already_canonical_shortcut_agrees_with_w3lib():
     urls = ["http://h.example/a/b.html", "http://h.example:8080/a-b_c.d~e/!$&'()*+,;=:@/",
             "https://xn--bcher-kva.example/", "http://127.0.0.1/x//y/"]
     for url in urls:
         assert _ALREADY_CANONICAL(url) and canonicalize_url(url, keep_fragments=False) == url
+        assert resolve_all_one(url) == (url, urlsplit(url).hostname)  # the host is cut out by hand
     for url in ["http://h.example/a b", "http://h.example/%7e", "http://h.example/a|b", "http://H.example/",
                 "http://u@h.example/", "http://[::1]/", "http://h.example/?a"]:
         assert not _ALREADY_CANONICAL(url)
