@@ -201,13 +201,14 @@ def test_the_delay_holds_at_the_server_through_retries_redirects_resets_and_time
 @pytest.mark.parametrize("attempt", range(3))
 def test_a_redirect_target_linked_while_its_redirect_is_in_flight_is_fetched_once(serve, cli, engine_name, attempt):
     """Issue 11, part 2 ("no healthy page is fetched twice"): /a redirects to /t, which is
-    slow; meanwhile /b, fetched and parsed at once, links to /t. The redirect claimed /t
-    first, so the link must not fetch it again."""
+    slow; meanwhile /b, answered 0.3 s later (so that the redirect has surely claimed /t:
+    a link that came first would rightly end /a's record at the redirect instead), links
+    to /t while /t is still being fetched, so the link must not fetch it again."""
     h = "127.0.0.1"
     site = Site()
     site.add(h, "/", page("home", '<a href="/a">a</a> <a href="/b">b</a>'))
     site.add(h, "/a", Response.redirect("/t"))
-    site.add(h, "/b", page("b", '<a href="/t">t</a>'))
+    site.add(h, "/b", page("b", '<a href="/t">t</a>', delay=0.3))
     site.add(h, "/t", page("t", delay=1.0))
     server = serve(site, [h])
     run = cli("crawl", server.url(h), "-o", "out.jsonl", "-q", "--engine", engine_name, settings=FAST)
