@@ -24,6 +24,8 @@ META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_:.+-]+)""", re.IGNORECASE
 )
 SNIFF_BYTES = 4096
+# Encodings in which every ASCII byte stands for that ASCII character.
+_ASCII_SUPERSETS = frozenset({"utf-8", "cp1252", "iso8859-1", "iso8859-15", "gb18030", "ascii"})
 
 
 def normalize_charset(name: str | None) -> str | None:
@@ -83,9 +85,6 @@ def for_parser(body: bytes, http_charset: str | None) -> tuple[bytes, str, str]:
     text, encoding = decode(body, http_charset, encoding)
     return text.encode("utf-8"), text, encoding
 
-
-# Encodings in which every ASCII byte stands for that ASCII character.
-_ASCII_SUPERSETS = frozenset({"utf-8", "cp1252", "iso8859-1", "iso8859-15", "gb18030", "ascii"})
 
 
 def decode(body: bytes, http_charset: str | None, encoding: str | None = None) -> tuple[str, str]:

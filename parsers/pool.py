@@ -47,6 +47,10 @@ MAX_DEATHS = 2  # strikes after which a page is recorded as a parse error
 # Pages sent to one worker ahead of its results: deep enough that its inbox does not
 # run dry between two pumps.
 WINDOW = 16
+# Pages go to a worker in one message up to about this many body bytes: one message per
+# page cost a pickle, two writes and a reader wake-up each, and one per window could pickle
+# sixteen pages of up to max_bytes into one buffer.
+BATCH_BYTES = 1 << 20
 MAX_RESPAWNS_WITHOUT_PROGRESS = 10  # then the pool is broken, not merely unlucky
 # A worker that has not finished the page at the head of its queue after this long is
 # stuck (a pathological document, a user callable that loops): it is killed, which
@@ -163,13 +167,18 @@ class ParserPool:
                     w.isolating = True
                     self._send(w, [self._suspects.popleft()])
                 continue
-            room = min(WINDOW - len(w.outstanding), len(self._backlog))
-            if room > 0:
-                self._send(w, [self._backlog.popleft() for _ in range(room)])
+            room = WINDOW - len(w.outstanding)
+            while room > 0 and self._backlog and not w.closed:
+                batch, size = [], 0
+                while room > 0 and self._backlog and size < BATCH_BYTES:
+                    page = self._backlog.popleft()
+                    batch.append(page)
+                    size += len(page.body)
+                    room -= 1
+                self._send(w, batch)
 
     def _send(self, w: _Worker, pages: list[Page]) -> None:
-        """One message for all of ``pages``: each message costs a pickle, two writes and a
-        wake-up of the worker's reader thread, so a window's worth goes in one."""
+        """One message for all of ``pages`` (see BATCH_BYTES)."""
         if not w.outstanding:
             w.head_since = time.monotonic()
         w.outstanding.extend(pages)

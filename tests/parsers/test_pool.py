@@ -40,3 +40,33 @@ def test_a_worker_stuck_on_a_page_is_killed_and_the_page_becomes_a_parse_error(t
     assert by_id[0]["data"] == {"ok": True} and by_id[2]["data"] == {"ok": True}
     assert by_id[1]["error"]["type"] == "parse" and "died 2 times" in by_id[1]["error"]["message"]
     assert pool.deaths >= 2  # a death with several pages held strikes none of them
+
+
+def test_pages_of_every_size_come_back_once_each_in_batches_across_workers():
+    """Pages go to a worker in one message up to BATCH_BYTES of bodies; a mix of small pages
+    and pages larger than a batch all come back parsed, each exactly once, with its own data."""
+    from parsers.pool import BATCH_BYTES
+
+    rules = build_rules([{"name": "r", "match": ".", "fields": {"title": {"xpath": "//title/text()"}}}], "test")
+    config = WorkerConfig(crawl_id="t", rules=rules, scope=Scope(domains=frozenset({"127.0.0.1"})),
+                          obey_robots=True, max_depth=1, max_links=10)
+    sizes = [100, BATCH_BYTES + 10, 100, 100, BATCH_BYTES // 2, BATCH_BYTES // 2, 100] * 6
+    results, done = [], threading.Event()
+
+    def on_result(result):
+        results.append(result)
+        if len(results) == len(sizes):
+            done.set()
+
+    pool = ParserPool(2, config, on_result)
+    try:
+        for i, size in enumerate(sizes):
+            job = FetchJob(id=i, url=f"http://127.0.0.1:1/p{i}", host="127.0.0.1", depth=0)
+            body = f"<html><title>t{i}</title><body>".encode() + b"x" * size + b"</body></html>"
+            pool.submit(Page(job=job, fetched_at="2026-11-22T00:00:00.000Z", status=200,
+                             content_type="text/html", body=body))
+        assert done.wait(60), f"only {len(results)} of {len(sizes)} results"
+    finally:
+        pool.close()
+    assert sorted(r.job_id for r in results) == list(range(len(sizes)))
+    assert all(orjson.loads(r.line)["data"] == {"title": f"t{r.job_id}"} for r in results)
