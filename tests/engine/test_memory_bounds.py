@@ -141,3 +141,34 @@ def test_disarmed_watchdog_alarms_do_not_pile_up_behind_a_long_request():
     finally:
         a.close()
         b.close()
+
+
+def test_a_shared_crawl_remembers_a_bounded_number_of_delayed_hosts_and_then_reports_every_start(monkeypatch):
+    """RedisTurns keeps the hosts with a delay of their own (Crawl-delay, AutoThrottle) so
+    that only their request starts go to Redis. Past DELAYED_MAX hosts it remembers no more
+    and sends every start instead: memory stays bounded and no delayed host is missed."""
+    from crawler.engine.shared import turns as turns_mod
+
+    class Frontier:  # RedisFrontier's calls that RedisTurns makes, recorded
+        delay_ms = 0  # no crawl-wide delay: only the hosts' own delays count
+
+        def __init__(self):
+            self.calls = []
+
+        def hostctl(self, op, host, value):
+            self.calls.append((op, host))
+
+        def finish(self, slots):
+            pass
+
+    monkeypatch.setattr(turns_mod, "DELAYED_MAX", 3)
+    frontier = Frontier()
+    t = turns_mod.RedisTurns(frontier, 4)
+    t.note_start("quiet.test", 0.0)  # no delay of its own yet: nothing for Redis
+    for i in range(5):
+        t.set_delay(f"h{i}.test", 1.0)
+    t.note_start("h4.test", 0.0)  # not remembered, past the bound, but still reported
+    t.shutdown()  # the releaser sends what is queued, then stops
+    assert len(t._delayed) == 3
+    started = [host for op, host in frontier.calls if op == "started"]
+    assert started == ["h4.test"]

@@ -31,6 +31,9 @@ from crawler.messages import FetchJob
 
 POLL = 0.05  # seconds: the longest a waiting turn sleeps before asking Redis again
 FLOORS_TOLD_MAX = 100_000  # hosts remembered as having their [[fetch.hosts]] delay in Redis
+# Hosts remembered as having a delay of their own, whose request starts Redis must hear of.
+# Past this many, every start is sent: per-host state stays bounded, politeness holds.
+DELAYED_MAX = 100_000
 
 
 class RedisTurns:
@@ -54,6 +57,7 @@ class RedisTurns:
         self.releases = 0  # batches of slot releases Redis has applied
         self.on_release: Callable[[], None] | None = None  # wakes the coordinator after each
         self._delayed: set[str] = set()  # hosts with a delay of their own (Crawl-delay, rule, AutoThrottle)
+        self._delayed_overflow = False  # more than DELAYED_MAX of them: every start counts
         self._released: queue.SimpleQueue = queue.SimpleQueue()
         self._releaser = threading.Thread(target=self._release_slots, name="slot-releaser", daemon=True)
         self._releaser.start()
@@ -162,7 +166,7 @@ class RedisTurns:
     def note_start(self, host: str, at: float) -> None:
         """A request to ``host`` was sent at ``at`` (our clock): the host's next start is its
         delay after that. Nothing to do for a host without a delay."""
-        if self.frontier.delay_ms > 0 or host in self._delayed:
+        if self.frontier.delay_ms > 0 or self._delayed_overflow or host in self._delayed:
             self._released.put(("started", host, at))
 
     def defer(self, host: str, seconds: float) -> None:
@@ -170,13 +174,19 @@ class RedisTurns:
 
     def set_delay(self, host: str, delay: float) -> None:
         if delay > 0:
-            self._delayed.add(host)
+            self._has_delay(host)
         self.frontier.hostctl("delay", host, delay)
 
     def adapt(self, host: str, delay: float) -> None:
         if delay > 0:
-            self._delayed.add(host)  # its request starts now matter (note_start)
+            self._has_delay(host)  # its request starts now matter (note_start)
         self._released.put(("adapt", host, delay))  # sent by the releaser: no Redis call here
+
+    def _has_delay(self, host: str) -> None:
+        if len(self._delayed) < DELAYED_MAX:
+            self._delayed.add(host)
+        else:
+            self._delayed_overflow = True
 
     def _tell_floors(self, jobs: list[FetchJob]) -> None:
         for job in jobs:
@@ -186,7 +196,7 @@ class RedisTurns:
             rule = self.rules.for_host(host)
             if rule is not None and rule.delay is not None:
                 if rule.delay > 0:
-                    self._delayed.add(host)
+                    self._has_delay(host)
                 self.frontier.hostctl("floor", host, rule.delay)
             if len(self._floors_told) >= FLOORS_TOLD_MAX:
                 self._floors_told.clear()  # telling again costs one call per host
