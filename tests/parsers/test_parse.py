@@ -214,3 +214,25 @@ def test_a_query_is_encoded_in_the_pages_encoding_and_a_path_in_utf8(encoding, d
     links = [u for u, _ in parse_page(page(payload), state()).links]
     assert links == [f"http://127.0.0.1:8000/s?{query}", f"http://127.0.0.1:8000/%C3%A9/?{query}",
                      f"http://127.0.0.1:8000/dir/x.html?{query.partition('=')[2]}="]
+
+
+@pytest.mark.parametrize("body,charset", [
+    (b"<title>plain ascii</title>", "utf-8"),
+    (b"<title>plain ascii</title>", "iso-8859-1"),
+    (b"<title>plain ascii</title>", None),
+    ("<title>Ünïcödé ✓</title>".encode(), "utf-8"),
+    (b"<title>caf\xe9</title>", "utf-8"),  # declared UTF-8, is not: U+FFFD
+    (b"<title>caf\xe9</title>", "windows-1252"),
+    (b"<title>caf\xe9</title>", None),
+    (codecs.BOM_UTF8 + b"<title>bom</title>", None),
+    (b"<title>nul\x00</title>", "utf-8"),
+    ("<title>日本</title>".encode("shift_jis"), "shift_jis"),
+    ("<title>x</title>".encode("utf-16"), None),
+])
+def test_the_parser_gets_the_bytes_of_exactly_the_decoded_text(body, charset):
+    """for_parser hands a clean body to lxml as it is; whatever the body, the bytes it gives
+    are the UTF-8 of what decode() gives, and the text and encoding are decode()'s."""
+    from parsers.decode import decode, for_parser
+
+    text, encoding = decode(body, charset)
+    assert for_parser(body, charset) == (text.encode("utf-8"), text, encoding)
