@@ -70,3 +70,35 @@ def test_pages_of_every_size_come_back_once_each_in_batches_across_workers():
         pool.close()
     assert sorted(r.job_id for r in results) == list(range(len(sizes)))
     assert all(orjson.loads(r.line)["data"] == {"title": f"t{r.job_id}"} for r in results)
+
+
+def test_pages_are_parsed_at_a_lower_cpu_priority_than_the_crawl(tmp_path, monkeypatch):
+    """Parsers yield the CPU to the crawl's GIL-bound main process (see NICENESS): a rule's
+    callable, run by the pool, sees its process NICENESS nicer than this one."""
+    import os
+
+    from parsers.worker import NICENESS
+
+    (tmp_path / "nicerule.py").write_text("import os\ndef parse(url, text, tree):\n    return {'nice': os.nice(0)}\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rules = build_rules([{"name": "r", "callable": "nicerule:parse"}], "test")
+    config = WorkerConfig(crawl_id="t", rules=rules, scope=Scope(domains=frozenset({"127.0.0.1"})),
+                          obey_robots=True, max_depth=1, max_links=10)
+    results, done = [], threading.Event()
+
+    def on_result(result):
+        results.append(result)
+        if len(results) == 2:
+            done.set()
+
+    pool = ParserPool(2, config, on_result)
+    try:
+        for i in range(2):
+            job = FetchJob(id=i, url=f"http://127.0.0.1:1/{i}", host="127.0.0.1", depth=0)
+            pool.submit(Page(job=job, fetched_at="2026-12-02T00:00:00.000Z", status=200,
+                             content_type="text/html", body=b"<html><title>x</title></html>"))
+        assert done.wait(30), f"only {len(results)} results"
+    finally:
+        pool.close()
+    assert [orjson.loads(r.line)["data"] for r in results] == [{"nice": min(19, os.nice(0) + NICENESS)}] * 2
