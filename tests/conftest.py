@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 import pytest
@@ -10,6 +11,16 @@ from crawler.demo.shop.catalog import Catalog, build_catalog, loopback_hosts
 from crawler.demo.shop.server import Site, SiteServer
 # Re-exported: test modules import these from here too.
 from tests.helpers import REPO, Run, assert_starts_apart, read_records, run_cli  # noqa: F401
+
+
+def pytest_configure(config):
+    """Run as a terminal's foreground job does, wherever the suite is started. A shell starts
+    a background job (``make test &``) with SIGINT ignored, and every child would inherit
+    that: Ctrl-C tests would then test nothing but a process that cannot be interrupted.
+    A handler (not SIG_IGN) here makes each launched CLI start with SIGINT at its default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 FAST = """
 [crawl]
