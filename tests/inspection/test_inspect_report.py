@@ -169,3 +169,33 @@ def test_report_shows_what_changed_field_by_field_since_the_previous_crawl(tmp_p
     row = '<td class="url">https://r.example/1</td><td>price</td><td>&quot;1&quot;</td><td>&quot;2&quot;</td>'
     assert row in recrawl
     assert "&lt;script&gt;alert(3)&lt;/script&gt;" in recrawl and "<script>" not in html
+
+
+def test_report_lists_records_without_required_fields_per_rule_and_field(tmp_path):
+    """The ``missing``/``invalid`` keys: per rule the incomplete records, per field how many
+    lacked it or held a value of the wrong type, and the first such pages (escaped)."""
+    records = [record(f"https://q.example/{i}", rule="product", data={"title": f"T{i}", "price": None},
+                      missing=["price"]) for i in range(3)]
+    records[0]["invalid"] = ["price"]
+    records[1]["data"]["sku"], records[1]["missing"] = None, ["price", "sku"]
+    records.append(record(HOSTILE_URL, rule="product", data={"title": None}, missing=["title"]))
+    records += [record(f"https://q.example/ok{i}", rule="product", data={"title": "T", "price": 1.5})
+                for i in range(4)]
+    path = write_jsonl(tmp_path / "req.jsonl", records)
+    html_path = tmp_path / "q.html"
+    assert inspect(path, "--report", html_path)[0] == 0
+    html = html_path.read_text(encoding="utf-8")
+    section = html.split('id="coverage"')[1].split("</section>")[0]
+    assert "4 record(s) without required fields (list them: --where &#x27;missing&#x27;)" in section
+    for field, missing, invalid in (("price", 3, 1), ("sku", 1, 0), ("title", 1, 0)):
+        row = (f'<tr><td>product</td><td class="n">4</td><td>{field}</td>'
+               f'<td class="n">{missing}</td><td class="n">{invalid}</td></tr>')
+        assert row in section, field
+    assert '<td class="url">https://q.example/0</td>' in section
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section and "<script>" not in html
+
+
+def test_report_of_complete_records_has_no_incomplete_table(report):
+    _, html_path = report
+    section = html_path.read_text(encoding="utf-8").split('id="coverage"')[1].split("</section>")[0]
+    assert "Field coverage per rule" in section and "without required fields" not in section

@@ -2,7 +2,7 @@
 
 Sections: the summary; status classes and errors over time; the latency histogram; pages per
 host; the error table with URLs; for recrawls (``changed`` not null) what changed; field
-coverage per rule; one row per crawl id; skipped lines.
+coverage per rule and the records without required fields; one row per crawl id; skipped lines.
 
 Offline and inert by construction: no script, no external file (charts are inline SVG from
 crawler/inspection/render/svg.py), and a Content-Security-Policy that forbids both anyway. Every value
@@ -159,7 +159,7 @@ def render_report(summary: dict[str, Any], total: CrawlStats, data: ReportData,
         _counts_section(summary),
         _errors_section(data.errors, summary["failed"]),
         _recrawl_section(summary, data.changed, comparison),
-        _coverage_section(summary["rules"]),
+        _coverage_section(summary["rules"], summary["incomplete_examples"]),
         _crawls_section(summary["crawls"]),
         _bad_lines_section(summary["bad_lines"]),
     ]
@@ -349,13 +349,31 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()[:200]
 
 
-def _coverage_section(rules: dict[str, Any]) -> str:
+def _coverage_section(rules: dict[str, Any], examples: list[str]) -> str:
     rows = []
     for rule, info in rules.items():
         for name, share in info["coverage"].items():
             rows.append([rule, info["records"], name, f"{share:.1%}"])
     table = _table(["rule", "records", "data field", "non-null share"], rows, {1, 3})
-    return f'<section id="coverage"><h2>Field coverage per rule</h2>{table}</section>'
+    return f'<section id="coverage"><h2>Field coverage per rule</h2>{table}{_incomplete_table(rules, examples)}</section>'
+
+
+def _incomplete_table(rules: dict[str, Any], examples: list[str]) -> str:
+    """Per rule, its records without required fields and per field the missing and invalid
+    counts (the ``missing``/``invalid`` record keys), then the first such pages; as the
+    summary on the terminal shows them. Nothing when every record is complete."""
+    rows = []
+    for rule, info in rules.items():
+        for name in dict.fromkeys([*info["missing"], *info["invalid"]]):
+            rows.append([rule, info["incomplete"], name, info["missing"].get(name, 0), info["invalid"].get(name, 0)])
+    if not rows:
+        return ""
+    total = sum(info["incomplete"] for info in rules.values())
+    title = f"{total:,} record(s) without required fields (list them: --where 'missing')"
+    heading = f"<h3>{e(title)}</h3>"
+    table = _table(["rule", "incomplete records", "field", "missing", "invalid"], rows, {1, 3, 4})
+    first = _table(["url"], [[url] for url in examples]) if examples else ""
+    return heading + table + first
 
 
 def _crawls_section(crawls: list[dict[str, Any]]) -> str:
