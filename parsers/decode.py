@@ -86,7 +86,6 @@ def for_parser(body: bytes, http_charset: str | None) -> tuple[bytes, str, str]:
     return text.encode("utf-8"), text, encoding
 
 
-
 def decode(body: bytes, http_charset: str | None, encoding: str | None = None) -> tuple[str, str]:
     """(text, encoding). A leading BOM is dropped; NUL bytes become U+FFFD. ``encoding``:
     what ``sniff_encoding`` gave, if the caller asked it already."""

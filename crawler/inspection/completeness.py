@@ -52,5 +52,11 @@ class Completeness:
         }
 
 
+def headline(rules: dict[str, dict[str, Any]]) -> str:
+    """The line over the incomplete records of a summary's ``rules``, in every rendering."""
+    total = sum(info["incomplete"] for info in rules.values())
+    return f"{total:,} record(s) without required fields (list them: --where 'missing')"
+
+
 def _by_field(item: tuple[tuple[str | None, str], int]) -> str:
     return item[0][1]

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from crawler.inspection.completeness import headline
 from crawler.inspection.latency import LatencyHistogram
 from crawler.inspection.summary import CrawlStats
 from crawler.inspection.render.svg import bars, hbars, stacked_bars
@@ -368,9 +369,7 @@ def _incomplete_table(rules: dict[str, Any], examples: list[str]) -> str:
             rows.append([rule, info["incomplete"], name, info["missing"].get(name, 0), info["invalid"].get(name, 0)])
     if not rows:
         return ""
-    total = sum(info["incomplete"] for info in rules.values())
-    title = f"{total:,} record(s) without required fields (list them: --where 'missing')"
-    heading = f"<h3>{e(title)}</h3>"
+    heading = f"<h3>{e(headline(rules))}</h3>"
     table = _table(["rule", "incomplete records", "field", "missing", "invalid"], rows, {1, 3, 4})
     first = _table(["url"], [[url] for url in examples]) if examples else ""
     return heading + table + first

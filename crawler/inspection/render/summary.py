@@ -14,6 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from crawler.inspection.completeness import headline
+
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
     files = summary.get("files") or []
@@ -90,9 +92,7 @@ def _coverage_table(rules: dict[str, Any]) -> Table:
 
 def _incomplete_table(rules: dict[str, Any], examples: list[str]) -> Table:
     """Rules whose records lack required fields; the first such pages (all: --where 'missing')."""
-    total = sum(info["incomplete"] for info in rules.values())
-    title = f"{total:,} record(s) without required fields (list them: --where 'missing')"
-    table = Table("rule", "records", "missing required / invalid fields", title=Text(title),
+    table = Table("rule", "records", "missing required / invalid fields", title=Text(headline(rules)),
                   box=None, pad_edge=False, title_justify="left")
     for rule, info in rules.items():
         if info["incomplete"] or info["invalid"]:
