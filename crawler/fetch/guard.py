@@ -58,13 +58,14 @@ class AddressGuard:
 def open_connection(host: str, port: int, *, guard: AddressGuard | None, timeout: float | None,
                     deadline: float | None = None, family: int = socket.AF_UNSPEC,
                     source_address: tuple[str, int] | None = None,
-                    socket_options: list | None = None) -> socket.socket:
+                    socket_options: list | None = None, sock_class: type = socket.socket) -> socket.socket:
     """``socket.create_connection`` with the guard: resolve ``host``, skip the addresses the
     guard refuses *before* connecting, connect to the first that answers, check its peer.
 
     Each connect waits at most ``timeout`` seconds, and all of them together end by
     ``deadline`` (a ``time.monotonic()`` value). Raises ``Blocked`` if every address was
-    refused, and the last ``OSError`` (``socket.timeout`` included) if none answered.
+    refused, and the last ``OSError`` (``socket.timeout`` included) if none answered. The
+    socket is made by ``sock_class`` (``socket.socket`` or a subclass of it).
     """
     name = host.strip("[]")
     error: OSError | None = None
@@ -80,7 +81,7 @@ def open_connection(host: str, port: int, *, guard: AddressGuard | None, timeout
             if left <= 0:
                 raise socket.timeout(f"deadline passed before connecting to {name}")
             wait = left if wait is None else min(wait, left)
-        sock = socket.socket(af, socktype, proto)
+        sock = sock_class(af, socktype, proto)
         try:
             for option in socket_options or ():
                 sock.setsockopt(*option)

@@ -13,6 +13,12 @@ Each thread has its own ``requests.Session``. What this transport adds to a plai
 - the request's socket is put under the watchdog (crawler/fetch/watchdog.py) as soon as it
   exists, so the deadline holds through slow headers, a dripping body and, once the
   handshake is done, TLS;
+- a plain-HTTP socket is in blocking mode once connected, and the watchdog bounds each
+  wait for the server instead (an idle bound that every receive on the socket restarts,
+  ``_ReceiveTouching``): a socket with a timeout costs a ``poll`` and a GIL release and
+  re-acquire before each send and receive, and with 64 threads that re-acquire is often
+  a wait (docs/performance.md). Connecting, and everything over TLS (where the reads
+  happen inside the ssl module), still run under the socket's timeout;
 - bodies are streamed with ``read1``: urllib3 inflates at most a chunk at a time, so
   ``max_bytes`` bounds the decoded size and the memory it takes.
 """
@@ -29,7 +35,7 @@ import time
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
@@ -62,23 +68,50 @@ def require_shim() -> None:
 require_shim()
 
 
+class _ReceiveTouching(socket.socket):
+    """A plain-HTTP socket that tells its request's alarm about every receive: the
+    watchdog's idle bound then works as a read timeout does, so the socket itself can
+    block without one."""
+
+    __slots__ = ()
+
+    def recv_into(self, *args):
+        n = super().recv_into(*args)
+        alarm = getattr(_current, "alarm", None)
+        if alarm is not None:
+            alarm.touch(time.monotonic())
+        return n
+
+    def recv(self, *args):
+        data = super().recv(*args)
+        alarm = getattr(_current, "alarm", None)
+        if alarm is not None:
+            alarm.touch(time.monotonic())
+        return data
+
+
 def _arm(sock: socket.socket | None) -> None:
     deadline = getattr(_current, "deadline", None)
     if deadline is not None and sock is not None and getattr(_current, "alarm", None) is None:
-        _current.alarm = WATCHDOG.arm(deadline, sock)
+        # A plain-HTTP socket blocks: the watchdog bounds each wait (the request's timeout).
+        idle = _current.timeout if isinstance(sock, _ReceiveTouching) else None
+        _current.alarm = WATCHDOG.arm(deadline, sock, idle=idle)
 
 
 def _connection_class(base, guard: AddressGuard | None):
     """``base`` (a urllib3 connection class) that connects through the SSRF guard and puts
     its socket under the request's deadline."""
+    tls = issubclass(base, HTTPSConnection)
 
     def _guarded(self) -> socket.socket:
-        timeout = Timeout.resolve_default_timeout(self.timeout)
+        # The request's own timeout: requests is given none (see the module doc).
+        timeout = getattr(_current, "timeout", None) or Timeout.resolve_default_timeout(self.timeout)
         try:
             sock = open_connection(self.host, self.port, guard=guard, timeout=timeout,
                                    deadline=getattr(_current, "deadline", None),
                                    family=allowed_gai_family(), source_address=self.source_address,
-                                   socket_options=self.socket_options)
+                                   socket_options=self.socket_options,
+                                   sock_class=socket.socket if tls else _ReceiveTouching)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc
         except socket.timeout as exc:
@@ -95,9 +128,20 @@ def _connection_class(base, guard: AddressGuard | None):
             if alarm is not None and alarm.sock is not self.sock:  # wrapped in TLS
                 WATCHDOG.retarget(alarm, self.sock)
 
+        def request(self, *args, **kwargs):
+            if tls:  # TLS reads stay under the socket's timeout (urllib3 sets it from this)
+                self.timeout = getattr(_current, "timeout", None) or self.timeout
+            return super().request(*args, **kwargs)
+
         def getresponse(self, *args, **kwargs):
-            _current.sent_at = time.monotonic()  # the request head has just been written
-            _arm(self.sock)  # a reused keep-alive connection
+            _current.sent_at = now = time.monotonic()  # the request head has just been written
+            alarm = getattr(_current, "alarm", None)
+            if alarm is None:
+                _arm(self.sock)  # a reused keep-alive connection
+            else:
+                alarm.touch(now)  # the wait for the answer starts now
+            if tls:
+                self.timeout = getattr(_current, "timeout", None) or self.timeout
             return super().getresponse(*args, **kwargs)
 
     setattr(Conn, SHIM, _guarded)
@@ -210,25 +254,33 @@ class RequestsFetcher(Transport):
         started = time.monotonic()
         deadline = started + send.deadline
         _current.deadline, _current.alarm, _current.sent_at = deadline, None, None
+        _current.timeout = timeout
         try:
             result = self._exchange(send, timeout, started, deadline)
         except FetchError as exc:
             result = exc
         finally:
             alarm = _current.alarm
-            _current.deadline = _current.alarm = None
+            _current.deadline = _current.alarm = _current.timeout = None
             if alarm is not None:
                 WATCHDOG.disarm(alarm)
         result.sent_at = _current.sent_at
         return result
 
-    def _overdue(self, deadline: float) -> bool:
+    @staticmethod
+    def _timed_out(send: Send, deadline: float, timeout: float) -> FetchTimeout | None:
+        """The time limit a failed read ran into, if any: the watchdog shut the socket down
+        (``timeout`` seconds without a byte from the server, or the deadline), or the
+        deadline has passed."""
         alarm = getattr(_current, "alarm", None)
-        return (alarm is not None and alarm.fired) or time.monotonic() >= deadline
+        if alarm is not None and alarm.idle_fired:
+            return FetchTimeout(f"read timed out after {timeout:g}s: {send.url}")
+        if (alarm is not None and alarm.fired) or time.monotonic() >= deadline:
+            return FetchTimeout(f"no complete answer within the deadline of {send.deadline:g}s: {send.url}")
+        return None
 
     def _exchange(self, send: Send, timeout: float, started: float, deadline: float) -> Response:
         url, limit = send.url, send.limit
-        late = f"no complete answer within the deadline of {send.deadline:g}s: {url}"
         try:
             session = self.session()
             # Session.get() merges environment, auth and hook settings on every call,
@@ -237,17 +289,14 @@ class RequestsFetcher(Transport):
             prep = requests.PreparedRequest()
             prep.prepare(method="GET", url=url, headers=send.headers,
                          cookies=session.cookies if len(session.cookies) else None)
-            resp = session.send(prep, stream=True, timeout=(timeout, timeout), allow_redirects=False,
-                                proxies=self.proxies)
+            resp = session.send(prep, stream=True, timeout=None, allow_redirects=False, proxies=self.proxies)
         except FetchError:
             raise
         except requests.exceptions.Timeout as exc:
             step = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
             raise FetchTimeout(f"{step} timed out after {timeout:g}s: {url}") from exc
         except requests.exceptions.RequestException as exc:
-            if self._overdue(deadline):
-                raise FetchTimeout(late) from exc
-            raise ConnectError(f"{_reason(exc)}: {url}") from exc
+            raise self._timed_out(send, deadline, timeout) or ConnectError(f"{_reason(exc)}: {url}") from exc
         try:
             ok = 200 <= resp.status_code < 300
             cap = limit if ok else ERROR_BODY_BYTES
@@ -269,15 +318,13 @@ class RequestsFetcher(Transport):
                         del body[cap:]
                         break
                     if time.monotonic() >= deadline:
-                        raise FetchTimeout(late)
+                        raise self._timed_out(send, deadline, timeout)
             except (urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout, socket.timeout) as exc:
                 raise FetchTimeout(f"read timed out after {timeout:g}s: {url}") from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if self._overdue(deadline):
-                    raise FetchTimeout(late) from exc
-                raise ConnectError(f"{_reason(exc)}: {url}") from exc
-            if self._overdue(deadline):  # the watchdog cut the body short
-                raise FetchTimeout(late)
+                raise self._timed_out(send, deadline, timeout) or ConnectError(f"{_reason(exc)}: {url}") from exc
+            if timed_out := self._timed_out(send, deadline, timeout):  # the watchdog cut the body short
+                raise timed_out
             headers_out = {k.lower(): v for k, v in resp.headers.items()}
             return Response(url, resp.status_code, headers_out, bytes(body) if ok else b"",
                             (time.monotonic() - started) * 1000)

@@ -1,12 +1,21 @@
-"""The per-request deadline: one thread that shuts a request's socket down when the
-request has run past its deadline.
+"""Request time limits for blocking sockets: one thread that shuts a request's socket
+down when the request has run past its deadline, or has waited too long for its next
+bytes.
 
 Socket timeouts bound each *read*, not a whole request: a server that sends one
 byte of its headers or body just before every read timeout would hold a fetcher
-for ever. A fetcher arms an alarm with the request's socket and deadline, and
-disarms it when the request is over. If the deadline comes first, the watchdog
-shuts the socket down, so whatever read is blocked on it returns at once and the
-fetcher reports a timeout (``Alarm.fired`` tells it why the read ended).
+for ever. A fetcher arms an alarm with the request's socket, its deadline and
+(optionally) an idle bound, ``touch``es the alarm whenever the request makes
+progress, and disarms it when the request is over. If the deadline comes first, or
+``idle`` seconds pass without a touch, the watchdog shuts the socket down, so
+whatever read is blocked on it returns at once and the fetcher reports a timeout
+(``Alarm.fired`` tells it why the read ended, ``Alarm.idle_fired`` which limit it was).
+
+The idle bound lets a fetcher keep its socket in blocking mode: CPython polls a
+socket that has a timeout before every send and receive, and each of those calls
+lets go of the GIL, which a thread of a busy process then waits to get back. A touch
+is one attribute write; the watchdog looks at it only when the bound comes due, and
+re-queues the alarm if there was progress meanwhile.
 
 ``disarm`` and the firing happen under one lock: once ``disarm`` has returned, the
 socket is never touched again, so it can go back to a connection pool.
@@ -32,13 +41,26 @@ MIN_DISARMED_TO_COMPACT = 100
 
 
 class Alarm:
-    __slots__ = ("deadline", "sock", "fired", "armed")
+    __slots__ = ("deadline", "sock", "fired", "armed", "idle", "touched", "idle_fired")
 
-    def __init__(self, deadline: float, sock: socket.socket):
+    def __init__(self, deadline: float, sock: socket.socket, idle: float | None = None,
+                 now: float = 0.0):
         self.deadline = deadline
         self.sock = sock
         self.fired = False
         self.armed = True
+        self.idle = idle  # seconds without a touch that end the request, or None
+        self.touched = now
+        self.idle_fired = False  # it fired for idleness, before the deadline
+
+    def touch(self, now: float) -> None:
+        """The request made progress at ``now`` (its idle bound starts again)."""
+        self.touched = now
+
+    def due(self) -> float:
+        if self.idle is None:
+            return self.deadline
+        return min(self.deadline, self.touched + self.idle)
 
 
 class Watchdog:
@@ -50,16 +72,17 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._disarmed = 0  # disarmed alarms still in the heap
 
-    def arm(self, deadline: float, sock: socket.socket) -> Alarm:
-        alarm = Alarm(deadline, sock)
+    def arm(self, deadline: float, sock: socket.socket, idle: float | None = None) -> Alarm:
+        alarm = Alarm(deadline, sock, idle, self.clock())
+        due = alarm.due()
         with self._cond:
             if self._thread is None:
                 # A daemon is fine here: the watchdog holds no data, only references to
                 # sockets that their own threads close.
                 self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
                 self._thread.start()
-            first = not self._heap or deadline < self._heap[0][0]
-            heapq.heappush(self._heap, (deadline, next(self._seq), alarm))
+            first = not self._heap or due < self._heap[0][0]
+            heapq.heappush(self._heap, (due, next(self._seq), alarm))
             if first:
                 self._cond.notify()
         return alarm
@@ -98,11 +121,17 @@ class Watchdog:
                 if not heap:
                     self._cond.wait()
                     continue
-                left = heap[0][0] - self.clock()
+                now = self.clock()
+                left = heap[0][0] - now
                 if left > 0:
                     self._cond.wait(left)
                     continue
                 _, _, alarm = heapq.heappop(heap)
+                due = alarm.due()
+                if due > now:  # touched since it was queued: not idle yet
+                    heapq.heappush(heap, (due, next(self._seq), alarm))
+                    continue
+                alarm.idle_fired = now < alarm.deadline
                 alarm.fired = True
                 alarm.armed = False
                 _shutdown(alarm.sock)
