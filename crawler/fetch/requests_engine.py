@@ -283,12 +283,7 @@ class RequestsFetcher(Transport):
         url, limit = send.url, send.limit
         try:
             session = self.session()
-            # Session.get() merges environment, auth and hook settings on every call,
-            # which costs more CPU than the HTTP exchange itself here; a prepared
-            # request with the session's cookies does what we need and no more.
-            prep = requests.PreparedRequest()
-            prep.prepare(method="GET", url=url, headers=send.headers,
-                         cookies=session.cookies if len(session.cookies) else None)
+            prep = prepared_get(url, send.headers, session.cookies)
             resp = session.send(prep, stream=True, timeout=None, allow_redirects=False, proxies=self.proxies)
         except FetchError:
             raise
@@ -330,6 +325,25 @@ class RequestsFetcher(Transport):
                             (time.monotonic() - started) * 1000)
         finally:
             resp.close()
+
+
+def prepared_get(url: str, headers: dict, cookies) -> requests.PreparedRequest:
+    """A GET of ``url``, a canonical URL (crawler.urls), built from PreparedRequest's public
+    steps without ``prepare_url``: that step parses, IDNA-checks and re-quotes a URL the
+    canonical form has already made valid, about 40 us of CPU a request under the GIL that
+    64 fetcher threads share (``Session.get`` would also merge environment settings on
+    every call). urllib3 still escapes the request target as before. Kept: header checks,
+    cookies from the shared jar, and credentials in the URL sent as Basic auth."""
+    prep = requests.PreparedRequest()
+    prep.prepare_method("GET")
+    prep.url = url
+    prep.prepare_headers(headers)
+    # Always: Session.send reads the request's jar when the answer is a redirect. An empty
+    # shared jar is not passed, so that such a redirect does not copy it.
+    prep.prepare_cookies(cookies if len(cookies) else None)
+    if "@" in url:  # user:password@host
+        prep.prepare_auth(None, url)
+    return prep
 
 
 def _reason(exc: BaseException) -> str:

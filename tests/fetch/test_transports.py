@@ -5,6 +5,7 @@ politeness, shutdown."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 import time
@@ -51,6 +52,17 @@ def test_headers_dripped_byte_by_byte_end_at_the_deadline(engine):
         dripper.close()
     assert result.error[0] == "timeout" and "deadline" in result.error[1]
     assert 1900 <= result.elapsed_ms < 3000  # deadline = 4 x timeout
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(serve, engine):
+    site = Site()
+    site.add("127.0.0.1", "*", page("any"))
+    server = serve(site, ["127.0.0.1"])
+    url = server.url("127.0.0.1", "/private").replace("http://", "http://reader:s%40cret@")
+    assert engine().fetch(url).status == 200
+    [seen] = server.log
+    assert seen.path == "/private"  # the credentials are not in the request line
+    assert seen.headers["authorization"] == "Basic " + base64.b64encode(b"reader:s@cret").decode()
 
 
 def request_times(server, path: str) -> list[float]:
