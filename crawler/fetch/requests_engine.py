@@ -77,17 +77,20 @@ class _ReceiveTouching(socket.socket):
 
     def recv_into(self, *args):
         n = super().recv_into(*args)
-        alarm = getattr(_current, "alarm", None)
-        if alarm is not None:
-            alarm.touch(time.monotonic())
+        _touch()
         return n
 
     def recv(self, *args):
         data = super().recv(*args)
-        alarm = getattr(_current, "alarm", None)
-        if alarm is not None:
-            alarm.touch(time.monotonic())
+        _touch()
         return data
+
+
+def _touch() -> None:
+    """Bytes came in: restart the idle bound of this thread's request, if it has one."""
+    alarm = getattr(_current, "alarm", None)
+    if alarm is not None:
+        alarm.touch(time.monotonic())
 
 
 def _arm(sock: socket.socket | None) -> None:
