@@ -6,26 +6,14 @@ or compiled rules, which every process builds for itself.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-
-# (second, "YYYY-MM-DDTHH:MM:SS.") of the last call: every page is stamped, and formatting
-# the date part anew each time was 3-5% of the async engine's event-loop thread. One
-# tuple, replaced whole, so threads never see a half-updated pair.
-_stamp: tuple[int, str] = (-1, "")
+from datetime import datetime, timezone
 
 
-def utc_now_iso(now: float | None = None) -> str:
-    """The record timestamp format: UTC, milliseconds, a Z suffix (``now``: a
-    ``time.time()`` value, the current time if None)."""
-    global _stamp
-    if now is None:
-        now = time.time()
-    second, ms = divmod(int(now * 1000), 1000)
-    cached = _stamp
-    if cached[0] != second:
-        cached = _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
-    return f"{cached[1]}{ms:03d}Z"
+def utc_now_iso() -> str:
+    """The record timestamp format: UTC, milliseconds, a Z suffix."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 @dataclass(slots=True)
