@@ -101,14 +101,19 @@ def _arm(sock: socket.socket | None) -> None:
         _current.alarm = WATCHDOG.arm(deadline, sock, idle=idle)
 
 
+def _request_timeout(default):
+    """The timeout of the request this thread is sending (requests is given none, see the
+    module doc), or ``default`` outside one."""
+    return getattr(_current, "timeout", None) or default
+
+
 def _connection_class(base, guard: AddressGuard | None):
     """``base`` (a urllib3 connection class) that connects through the SSRF guard and puts
     its socket under the request's deadline."""
     tls = issubclass(base, HTTPSConnection)
 
     def _guarded(self) -> socket.socket:
-        # The request's own timeout: requests is given none (see the module doc).
-        timeout = getattr(_current, "timeout", None) or Timeout.resolve_default_timeout(self.timeout)
+        timeout = _request_timeout(Timeout.resolve_default_timeout(self.timeout))
         try:
             sock = open_connection(self.host, self.port, guard=guard, timeout=timeout,
                                    deadline=getattr(_current, "deadline", None),
@@ -134,18 +139,14 @@ def _connection_class(base, guard: AddressGuard | None):
         def request(self, *args, **kwargs):
             _arm(self.sock)  # a reused keep-alive connection: its socket blocks while sending too
             if tls:  # TLS reads stay under the socket's timeout (urllib3 sets it from this)
-                self.timeout = getattr(_current, "timeout", None) or self.timeout
+                self.timeout = _request_timeout(self.timeout)
             return super().request(*args, **kwargs)
 
         def getresponse(self, *args, **kwargs):
-            _current.sent_at = now = time.monotonic()  # the request head has just been written
-            alarm = getattr(_current, "alarm", None)
-            if alarm is None:
-                _arm(self.sock)
-            else:
-                alarm.touch(now)  # the wait for the answer starts now
+            _current.sent_at = time.monotonic()  # the request head has just been written
+            _touch()  # the wait for the answer starts now (request() armed the alarm)
             if tls:
-                self.timeout = getattr(_current, "timeout", None) or self.timeout
+                self.timeout = _request_timeout(self.timeout)
             return super().getresponse(*args, **kwargs)
 
     setattr(Conn, SHIM, _guarded)
