@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import socket
 import threading
 import time
@@ -164,6 +163,18 @@ def _guarded_pools(guard: AddressGuard | None):
 
 
 class GuardedAdapter(HTTPAdapter):
+    """requests' transport adapter with the guarded pools, and without the work the crawler
+    has no use for on every request. These are the methods requests documents for
+    subclasses to override; with a proxy they do what requests does.
+
+    - the pool for a request is found without looking for a proxy first (``select_proxy``
+      parses the URL before it finds there is none to select), and the request target is
+      the URL's path and query;
+    - the Response carries no cookie jar of its own: the fetcher puts the answer's cookies
+      in the crawl's shared jar itself (``extract_cookies``), and nothing reads
+      ``Response.cookies`` or ``Response.encoding``.
+    """
+
     def __init__(self, guard: AddressGuard | None, **kw):
         self.guard = guard
         super().__init__(**kw)
@@ -171,6 +182,29 @@ class GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kw):
         super().init_poolmanager(*args, **kw)
         self.poolmanager.pool_classes_by_scheme = _guarded_pools(self.guard)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        if proxies:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        try:
+            host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+        except ValueError as exc:
+            raise requests.exceptions.InvalidURL(exc, request=request)
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+    def request_url(self, request, proxies):
+        return super().request_url(request, proxies) if proxies else request.path_url
+
+    def build_response(self, req, resp) -> requests.Response:
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = requests.structures.CaseInsensitiveDict(resp.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url
+        response.request = req
+        response.connection = self
+        return response
 
 
 class RequestsFetcher(Transport):
@@ -180,10 +214,8 @@ class RequestsFetcher(Transport):
         self.policy = policy
         self.guard = guard
         self.local = threading.local()
-        # Reading proxy settings, .netrc and CA paths from the environment on every
-        # request costs CPU; only do it if the user has configured a proxy there.
-        self.trust_env = any(k.lower().endswith("_proxy") for k in os.environ)
-        self.proxies: dict = {}
+        self.proxies: dict = {}  # none: requests is not asked to read them from the environment
+        self.verify: bool | str = True  # check TLS certificates (a CA bundle path: trust that)
         # One cookie jar for all threads, as the async engine has one for its session:
         # a cookie a host set is sent back whichever thread fetches its next page.
         self.cookies = requests.cookies.RequestsCookieJar()
@@ -232,24 +264,20 @@ class RequestsFetcher(Transport):
                 return self.policy.claim_target(url)
         raise TypeError(f"not a fetch command: {command!r}")
 
-    def session(self) -> requests.Session:
-        session = getattr(self.local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = self.trust_env
-            session.cookies = self.cookies
-            adapter = GuardedAdapter(self.guard, pool_connections=16,
-                                     pool_maxsize=max(2, self.policy.settings.per_host_concurrency),
-                                     max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self.local.session = session
-        return session
+    def adapter(self) -> GuardedAdapter:
+        """This thread's transport adapter and its connection pools (one per thread, as a
+        ``requests.Session`` would have)."""
+        adapter = getattr(self.local, "adapter", None)
+        if adapter is None:
+            adapter = self.local.adapter = GuardedAdapter(
+                self.guard, pool_connections=16, pool_maxsize=max(2, self.policy.settings.per_host_concurrency),
+                max_retries=0)
+        return adapter
 
     def close(self) -> None:
-        session = getattr(self.local, "session", None)
-        if session is not None:
-            session.close()
+        adapter = getattr(self.local, "adapter", None)
+        if adapter is not None:
+            adapter.close()
 
     def exchange_or_error(self, send: Send) -> Response | FetchError:
         """``Send``: one GET, redirects not followed. A 2xx body is read up to ``limit``
@@ -287,9 +315,11 @@ class RequestsFetcher(Transport):
     def _exchange(self, send: Send, timeout: float, started: float, deadline: float) -> Response:
         url, limit = send.url, send.limit
         try:
-            session = self.session()
-            prep = prepared_get(url, send.headers, session.cookies)
-            resp = session.send(prep, stream=True, timeout=None, allow_redirects=False, proxies=self.proxies)
+            prep = prepared_get(url, send.headers, self.cookies)
+            # The adapter directly, not Session.send: redirects are the policy's, there are no
+            # hooks, and the session's per-request cookie and redirect bookkeeping parsed the
+            # URL three more times (docs/performance.md).
+            resp = self.adapter().send(prep, stream=True, timeout=None, verify=self.verify, proxies=self.proxies)
         except FetchError:
             raise
         except requests.exceptions.Timeout as exc:
@@ -298,6 +328,7 @@ class RequestsFetcher(Transport):
         except requests.exceptions.RequestException as exc:
             raise self._timed_out(send, deadline, timeout) or ConnectError(f"{_reason(exc)}: {url}") from exc
         try:
+            extract_cookies(self.cookies, prep, resp.raw)
             ok = 200 <= resp.status_code < 300
             cap = limit if ok else ERROR_BODY_BYTES
             body = bytearray()
@@ -343,12 +374,19 @@ def prepared_get(url: str, headers: dict, cookies) -> requests.PreparedRequest:
     prep.prepare_method("GET")
     prep.url = url
     prep.prepare_headers(headers)
-    # Always: Session.send reads the request's jar when the answer is a redirect. An empty
-    # shared jar is not passed, so that such a redirect does not copy it.
-    prep.prepare_cookies(cookies if len(cookies) else None)
+    if len(cookies):  # an empty jar has no Cookie header to add
+        prep.prepare_cookies(cookies)
     if "@" in url:  # user:password@host
         prep.prepare_auth(None, url)
     return prep
+
+
+def extract_cookies(jar, prep: requests.PreparedRequest, raw) -> None:
+    """Keep the cookies an answer sets (what ``Session.send`` does), looking first whether
+    it sets any: most answers do not, and the cookie policy's look at one parses the URL."""
+    headers = raw.headers
+    if "set-cookie" in headers or "set-cookie2" in headers:
+        requests.cookies.extract_cookies_to_jar(jar, prep, raw)
 
 
 def _reason(exc: BaseException) -> str:

@@ -204,7 +204,7 @@ def test_a_server_dripping_its_answer_cannot_hold_a_fetcher_past_the_deadline(en
     dripper = Dripper(interval=timeout / 5, in_body=where.endswith("body"), tls=tls)
     f = fetcher(engine, timeout=timeout)
     if tls:
-        f.session().verify = tls[0]
+        f.verify = tls[0]
     url = f"{'https' if tls else 'http'}://{H}:{dripper.port}/"
     try:
         started = time.monotonic()
