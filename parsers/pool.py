@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import threading
 import time
 from collections import deque
@@ -89,7 +90,10 @@ class ParserPool:
         self._suspects: deque[Page] = deque()
         self._deaths: dict[int, int] = {}
         self._pump_lock = threading.Lock()
-        self._wake_r, self._wake_w = mp.Pipe(duplex=False)
+        # The wake-up pipe: plain and non-blocking, so the manager empties it with one read.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         # A wake-up byte is in the pipe (or about to be) and the manager has not yet drained
         # it: later submits need not write another. One byte per page cost a write here and
         # a poll round in the manager per page.
@@ -146,17 +150,17 @@ class ParserPool:
 
     # -- the pump ---------------------------------------------------------------------------
     def _wake(self) -> None:
+        fd = self._wake_w
+        if fd is None:  # closed
+            return
         try:
-            self._wake_w.send_bytes(b"x")
-        except OSError:
+            os.write(fd, b"x")
+        except OSError:  # full: a wake-up is pending anyway
             pass
 
     def _pump(self) -> None:
-        """Receive what the workers answered, then keep every worker's window full.
+        """Keep every worker's window full (``_loop`` has taken what they answered).
         Caller holds the pump lock."""
-        for w in self.workers:
-            if not w.closed:
-                self._receive(w)
         for w in self.workers:
             if not w.ready or w.closed or w.isolating:
                 continue
@@ -187,22 +191,28 @@ class ParserPool:
         except OSError:
             w.closed = True  # the death is handled when its sentinel fires
 
-    def _receive(self, w: _Worker) -> None:
-        """Take every message waiting from ``w``."""
+    def _receive(self, w: _Worker, drain: bool = True) -> None:
+        """Take the message ``w`` has sent (``wait`` said its pipe is readable), or with
+        ``drain`` every message waiting from it. Each look at the pipe is a system call,
+        and in the crawl's main process every system call gives up the GIL that 64 fetcher
+        threads share: taking it back is often a wait. So ``_loop`` takes one message per
+        wake-up and lets its one ``wait`` say whether there is more."""
         try:
-            while w.conn.poll():
+            while not drain or w.conn.poll():
                 kind, payload = w.conn.recv()
                 if kind == "ready":
                     w.ready = True
-                    continue
-                w.head_since = time.monotonic()
-                w.isolating = False
-                for packed in payload:  # results, in the order the pages were sent
-                    page = w.outstanding.popleft()
-                    self._deaths.pop(page.job.id, None)
-                    self._respawns_without_progress = 0
-                    self.parsed += 1
-                    self._deliver(ParseResult.unpack(packed))
+                elif kind == "results":
+                    w.head_since = time.monotonic()
+                    w.isolating = False
+                    for packed in payload:  # results, in the order the pages were sent
+                        page = w.outstanding.popleft()
+                        self._deaths.pop(page.job.id, None)
+                        self._respawns_without_progress = 0
+                        self.parsed += 1
+                        self._deliver(ParseResult.unpack(packed))
+                if not drain:
+                    return
         except (EOFError, OSError):
             w.closed = True  # the sentinel says what happened
 
@@ -255,9 +265,14 @@ class ParserPool:
             ready = wait(waitables, timeout=1.0)
             self._wake_posted = False  # before the pump below reads the backlog
             if self._wake_r in ready:
-                while self._wake_r.poll():
-                    self._wake_r.recv_bytes()
+                try:
+                    os.read(self._wake_r, 4096)  # every wake-up byte written so far, at once
+                except BlockingIOError:
+                    pass
             with self._pump_lock:
+                for w in self.workers:
+                    if w.conn in ready and not w.closed:
+                        self._receive(w, drain=False)
                 for w in list(self.workers):
                     if w.process.sentinel in ready:
                         self._receive(w)  # results sent just before it exited still count
@@ -308,8 +323,9 @@ class ParserPool:
                 w.conn.close()
             except OSError:
                 pass
-        for conn in (self._wake_r, self._wake_w):
+        fds, self._wake_w = (self._wake_r, self._wake_w), None
+        for fd in fds:
             try:
-                conn.close()
+                os.close(fd)
             except OSError:
                 pass
