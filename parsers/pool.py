@@ -108,10 +108,16 @@ class ParserPool:
         self._manager.start()
 
     # -- public surface -------------------------------------------------------------------
-    def submit(self, page: Page) -> None:
-        """Queue a page for parsing; blocks while ``capacity`` pages are pending."""
-        while not self._slots.acquire(timeout=0.5):
+    def submit(self, page: Page, block: bool = True) -> bool:
+        """Queue a page for parsing; blocks while ``capacity`` pages are pending, or with
+        ``block=False`` returns False at once (and queues nothing). Never blocks otherwise:
+        the manager is woken through a non-blocking pipe."""
+        if block:
+            while not self._slots.acquire(timeout=0.5):
+                self._check_broken()
+        elif not self._slots.acquire(blocking=False):
             self._check_broken()
+            return False
         if self._broken is not None:
             self._slots.release()
             self._check_broken()
@@ -119,6 +125,7 @@ class ParserPool:
         if not self._wake_posted:  # the manager clears it before it pumps: this page is seen
             self._wake_posted = True
             self._wake()
+        return True
 
     @property
     def broken(self) -> BaseException | None:

@@ -371,17 +371,22 @@ class Crawl:
         """Either engine runs its own workers over the scheduler the policy holds; a worker
         that dies makes ``fetcher.broken`` say so, and the coordinator aborts the crawl."""
         return fetcher.start(fetcher.policy.scheduler, lambda job, page: self._fetched(job, page, pool, crawl_id),
-                             lambda job: self.events.put(Released(job)))
+                             lambda job: self.events.put(Released(job)),
+                             try_page=lambda job, page: self._fetched(job, page, pool, crawl_id, block=False))
 
-    def _fetched(self, job: FetchJob, page: Page, pool: ParserPool, crawl_id: str) -> None:
+    def _fetched(self, job: FetchJob, page: Page, pool: ParserPool, crawl_id: str, block: bool = True) -> bool:
+        """A fetched page to the parser pool (its record, if it could not be fetched, to the
+        coordinator). With ``block=False``: False, and nothing done, while the pool is full."""
+        if page.error is None:
+            try:
+                if not pool.submit(page, block=block):
+                    return False
+            except AbortError:
+                self.events.put(Released(job))
         if request_log.isEnabledFor(logging.INFO):
             what = page.status if page.status is not None else page.error[0]
             request_log.info("%s %s (%.0f ms, %d attempt%s)", what, job.url, page.elapsed_ms,
                              page.attempts, "" if page.attempts == 1 else "s")
         if page.error is not None:
             self.events.put(Parsed(error_result(page, crawl_id, gzipped(self.warc_template))))
-            return
-        try:
-            pool.submit(page)
-        except AbortError:
-            self.events.put(Released(job))
+        return True

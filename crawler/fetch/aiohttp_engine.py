@@ -99,10 +99,13 @@ class AiohttpEngine(Transport):
         self.stopped: asyncio.Event | None = None
 
     # -- the thread and the loop -----------------------------------------------------------------
-    def start(self, scheduler, on_page, on_release) -> list[threading.Thread]:
+    def start(self, scheduler, on_page, on_release, try_page=None) -> list[threading.Thread]:
+        """``on_page(job, page)`` may block (the parser pool is full); ``try_page(job, page)``,
+        if given, must not: it hands the page on and says True, or does nothing and says
+        False. See handoff.py."""
         loop = self.loop = asyncio.new_event_loop()
         self.live = True
-        self.thread = threading.Thread(target=self.run_loop, args=(loop, scheduler, on_page, on_release),
+        self.thread = threading.Thread(target=self.run_loop, args=(loop, scheduler, on_page, on_release, try_page),
                                        name="aiofetch", daemon=True)
         self.thread.start()
         return [self.thread]
@@ -121,8 +124,8 @@ class AiohttpEngine(Transport):
         """Why the engine cannot go on (its loop died), or None."""
         return self.died
 
-    def run_loop(self, loop, scheduler, on_page, on_release) -> None:
-        handoff = HandOff(loop, on_page, on_release)
+    def run_loop(self, loop, scheduler, on_page, on_release, try_page=None) -> None:
+        handoff = HandOff(loop, on_page, on_release, try_page)
         try:
             with asyncio.Runner(loop_factory=lambda: loop) as runner:
                 runner.run(self.dispatch(scheduler, handoff))

@@ -1,16 +1,23 @@
-"""Pages from the async engine's event loop to ``on_page``, through one thread.
+"""Pages from the async engine's event loop to the parser pool.
 
-``on_page`` submits to the parser pool and blocks while the pool is full, so it runs
-outside the loop. At most ``HANDOFF_PAGES`` pages wait for the thread; a fetch task with
-a page beyond that awaits a future that the thread resolves (through the loop) when it
-has taken one, so a slow parser pool slows fetching down instead of filling memory. No
-executor is involved, so a full hand-off never starves the loop's executor (which
-aiohttp resolves host names in).
+While the pool has room, ``try_page`` submits a page from the loop itself: it never
+blocks, and the page reaches the pool without waking another thread. Each such wake-up
+in the crawl's main process is a GIL hand-off, and on 2 cores a hand-off is often a wait
+(docs/performance.md).
+
+When the pool is full (or no ``try_page`` was given), pages go to ``on_page`` through one
+thread, since ``on_page`` blocks until the pool has room. At most ``HANDOFF_PAGES`` pages
+wait for the thread; a fetch task with a page beyond that awaits a future that the
+thread resolves (through the loop) when it has taken one, so a slow parser pool slows
+fetching down instead of filling memory. While pages wait for the thread, new ones queue
+behind them rather than overtake them. No executor is involved, so a full hand-off never
+starves the loop's executor (which aiohttp resolves host names in).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from typing import Callable
@@ -22,13 +29,17 @@ from crawler.messages import FetchJob, Page
 # that, waiting belongs in the fetch tasks, which stop more requests from starting.
 HANDOFF_PAGES = 16
 
+log = logging.getLogger("crawler")
+
 
 class HandOff:
     def __init__(self, loop: asyncio.AbstractEventLoop, on_page: Callable[[FetchJob, Page], None],
-                 on_release: Callable[[FetchJob], None]):
+                 on_release: Callable[[FetchJob], None],
+                 try_page: Callable[[FetchJob, Page], bool] | None = None):
         self.loop = loop
         self.on_page = on_page
         self.on_release = on_release
+        self.try_page = try_page
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.space = HANDOFF_PAGES  # guarded by lock
@@ -38,6 +49,8 @@ class HandOff:
         self.thread.start()
 
     async def put(self, job: FetchJob, page: Page) -> None:
+        if self.try_page is not None and self.space == HANDOFF_PAGES and self.handed_on(job, page):
+            return
         while True:
             with self.lock:
                 if self.space > 0:
@@ -48,6 +61,16 @@ class HandOff:
             self.putters.append(waiter)  # before any await: unblock runs after this step
             await waiter
         self.queue.put((job, page))
+
+    def handed_on(self, job: FetchJob, page: Page) -> bool:
+        """On the loop: ``try_page``, with ``Transport.hand_on``'s rule (a job whose page
+        could not be handed on is given back, never lost). False: the pool is full."""
+        try:
+            return self.try_page(job, page)
+        except Exception:
+            log.exception("handing over %s failed", job.url)
+            self.on_release(job)
+            return True
 
     def unblock(self) -> None:  # on the loop
         putters, self.putters = self.putters, []

@@ -222,7 +222,9 @@ class RequestsFetcher(Transport):
         self.died: str | None = None
 
     # -- workers ---------------------------------------------------------------------------------
-    def start(self, scheduler, on_page, on_release) -> list[threading.Thread]:
+    def start(self, scheduler, on_page, on_release, try_page=None) -> list[threading.Thread]:
+        """``try_page`` (the non-blocking ``on_page``) is for the async engine: a fetcher
+        thread may block, so it hands every page to ``on_page``."""
         threads = []
         for i in range(self.policy.settings.concurrency):
             t = threading.Thread(target=self.work, args=(scheduler, on_page, on_release),

@@ -30,7 +30,8 @@ def make_transport(name: str, policy: FetchPolicy, guard: AddressGuard | None = 
 class EngineRun:
     """An engine on its own HostScheduler; ``fetch`` hands it jobs and waits for them."""
 
-    def __init__(self, name: str, guard: AddressGuard, fetch: dict, gate: threading.Event | None = None):
+    def __init__(self, name: str, guard: AddressGuard, fetch: dict, gate: threading.Event | None = None,
+                 try_page=None):
         overrides = {"fetch.per_host_delay": 0, "fetch.timeout": 2, "fetch.backoff": 0.05}
         overrides.update({f"fetch.{k}": v for k, v in fetch.items()})
         settings = load_settings(DEFAULTS_PATH, overrides)
@@ -39,7 +40,8 @@ class EngineRun:
         self.policy = FetchPolicy(settings.fetch, "test-agent", scheduler=self.scheduler)
         self.engine = make_transport(name, self.policy, guard)
         self.settled: queue.Queue = queue.Queue()
-        self.threads = self.engine.start(self.scheduler, self.on_page, lambda job: self.settled.put(("released", job)))
+        self.threads = self.engine.start(self.scheduler, self.on_page, lambda job: self.settled.put(("released", job)),
+                                         try_page=try_page)
         self.gate = gate  # while it is clear, on_page blocks (the parser pool is full)
         self.ids = itertools.count(1)
 
@@ -74,8 +76,9 @@ def engine(engine_name):
     """engine(**fetch_settings) -> a running EngineRun (loopback allowed), stopped afterwards."""
     runs: list[EngineRun] = []
 
-    def start(guard: AddressGuard | None = None, gate: threading.Event | None = None, **fetch) -> EngineRun:
-        runs.append(EngineRun(engine_name, guard or AddressGuard(allow_private=True), fetch, gate))
+    def start(guard: AddressGuard | None = None, gate: threading.Event | None = None, try_page=None,
+              **fetch) -> EngineRun:
+        runs.append(EngineRun(engine_name, guard or AddressGuard(allow_private=True), fetch, gate, try_page))
         return runs[-1]
 
     yield start

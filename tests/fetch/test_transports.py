@@ -22,7 +22,7 @@ from crawler.fetch.robots import RobotsAnswer, RobotsCache
 from crawler.messages import FetchJob
 from crawler.settings import DEFAULTS_PATH, load_settings
 from tests.engine.test_hosts import Clock
-from tests.fetch.conftest import make_transport
+from tests.fetch.conftest import EngineRun, make_transport
 from tests.fetch.test_fetch_limits import Dripper
 
 
@@ -263,6 +263,39 @@ def test_engine_fetches_ahead_only_a_little_while_on_page_blocks(serve, engine):
     assert server.hits() <= HANDOFF_PAGES + 1 + 4  # queued + in on_page + tasks waiting to queue
     gate.set()
     assert len({run.settled.get(timeout=10).job.id for _ in range(60)}) == 60
+
+
+def test_async_engine_hands_pages_on_from_its_loop_while_the_pool_has_room(serve):
+    """try_page (the parser pool's non-blocking submit) runs on the engine's own thread;
+    once it says the pool is full, pages go to the blocking on_page, with the same bound
+    on fetching ahead as before."""
+    site = Site()
+    site.add("127.0.0.1", "*", page("p"))
+    server = serve(site, ["127.0.0.1"])
+    room, tried = 10, []
+
+    def try_page(job, page):
+        tried.append(threading.current_thread().name)
+        if len(tried) > room:
+            return False
+        run.settled.put(page)
+        return True
+
+    gate = threading.Event()
+    run = EngineRun("async", AddressGuard(allow_private=True), {"concurrency": 4, "per_host_concurrency": 4},
+                    gate, try_page)
+    try:
+        run.offer(*(server.url("127.0.0.1", f"/{i}") for i in range(60)))
+        time.sleep(0.5)  # room for 10, then on_page blocks
+        assert set(tried) == {"aiofetch"}
+        assert server.hits() <= room + HANDOFF_PAGES + 1 + 4
+        gate.set()
+        pages = [run.settled.get(timeout=10) for _ in range(60)]
+        assert sorted(p.job.id for p in pages) == list(range(1, 61))  # each page once
+        assert run.settled.empty()
+    finally:
+        gate.set()
+        run.stop()
 
 
 def test_wait_between_attempts_gives_the_job_back_when_the_crawl_stops(serve, engine):
