@@ -175,13 +175,31 @@ class GuardedAdapter(HTTPAdapter):
       ``Response.cookies`` or ``Response.encoding``.
     """
 
+    KEYS_KEPT = 256  # origins whose pool key attributes are remembered (then forgotten at once)
+
     def __init__(self, guard: AddressGuard | None, **kw):
         self.guard = guard
+        self.keys: dict[tuple, tuple[dict, dict]] = {}
         super().__init__(**kw)
 
     def init_poolmanager(self, *args, **kw):
         super().init_poolmanager(*args, **kw)
         self.poolmanager.pool_classes_by_scheme = _guarded_pools(self.guard)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        """requests' own, remembered per origin: it depends on nothing else, and working it
+        out parses the URL. (urllib3 copies what it is given; nobody changes these dicts.)"""
+        url = request.url
+        end = url.find("/", url.find("//") + 2)
+        if end < 0 or cert is not None:
+            return super().build_connection_pool_key_attributes(request, verify, cert)
+        key = (url[:end], verify)
+        found = self.keys.get(key)
+        if found is None:
+            if len(self.keys) >= self.KEYS_KEPT:
+                self.keys.clear()
+            found = self.keys[key] = super().build_connection_pool_key_attributes(request, verify, cert)
+        return found
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         if proxies:
@@ -193,7 +211,15 @@ class GuardedAdapter(HTTPAdapter):
         return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
 
     def request_url(self, request, proxies):
-        return super().request_url(request, proxies) if proxies else request.path_url
+        """The path and query of the URL, which a canonical URL spells out as they are
+        sent: cut out of it rather than parsed (``path_url`` for anything else)."""
+        if proxies:
+            return super().request_url(request, proxies)
+        url = request.url
+        start = url.find("/", url.find("//") + 2)
+        if start < 0 or "#" in url or url.endswith("?"):
+            return request.path_url
+        return url[start:]
 
     def build_response(self, req, resp) -> requests.Response:
         response = requests.Response()

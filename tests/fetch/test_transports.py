@@ -328,3 +328,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("url", ["http://a.b/", "http://a.b:8080/x/y?q=1&r=%20", "http://u:p@a.b/p?",
+                                 "http://a.b/p#f", "https://a.b/%7E/x?", "http://[::1]:80/p", "http://a.b/p?x#y",
+                                 "http://a.b/a%zz/b?c=d/e", "https://xn--bcher-kva.example/b?"])
+def test_guarded_adapter_sends_the_target_and_picks_the_pool_as_requests_does(url):
+    """GuardedAdapter cuts the request target out of the URL and remembers pool keys per
+    origin instead of parsing each URL: the results must be requests' own."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from crawler.fetch.requests_engine import GuardedAdapter, prepared_get
+
+    ours, theirs = GuardedAdapter(None), HTTPAdapter()
+    prep = prepared_get(url, {}, requests.cookies.RequestsCookieJar())
+    assert ours.request_url(prep, {}) == theirs.request_url(prep, {})
+    for _ in range(2):  # worked out, then remembered
+        assert ours.build_connection_pool_key_attributes(prep, True) == \
+            theirs.build_connection_pool_key_attributes(prep, True)
