@@ -2,7 +2,8 @@
 
 ``start`` runs ``concurrency`` worker threads; each takes the next job the host
 scheduler hands out and runs ``FetchPolicy.serve`` over ``perform`` (``commands.drive``).
-Each thread has its own ``requests.Session``. What this transport adds to a plain GET:
+Each thread has its own ``HTTPAdapter`` (requests' transport, with its connection pools); all
+share one cookie jar. What this transport adds to a plain GET:
 
 - connections are opened by ``guard.open_connection`` (the SSRF guard checks every
   address before connecting and the peer after). urllib3 has no public hook for
