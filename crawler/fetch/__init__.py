@@ -15,8 +15,9 @@ One fetch policy, two thin transports (sans-IO, in the manner of h11)::
 Files, in flow order: policy.py (everything a fetch decides), commands.py (the commands,
 ``drive``, the ``HostTurns`` scheduler protocol, the transports' shared base), retry.py
 (which failures are retried, how long to wait), robots.py (robots.txt cache),
-requests_engine.py and aiohttp_engine.py (the two transports; aiohttp_hooks.py: the
-async one's socket factory, middleware and trace hook), handoff.py (pages from the
+requests_engine.py and aiohttp_engine.py (the two transports; requests_adapter.py: what
+the threads one asks of requests; aiohttp_hooks.py: the async one's socket factory,
+middleware and trace hook), handoff.py (pages from the
 event loop to the parser pool), guard.py (refuses non-public addresses), watchdog.py
 (per-request deadline for blocking sockets), sitemaps.py (start URLs from sitemaps), throttle.py (AutoThrottle: the delay follows the
 server), seen.py (the URLs this process fetched, for redirect dedup), capture.py (with [output] warc, every HTTP

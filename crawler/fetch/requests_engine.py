@@ -34,7 +34,6 @@ import time
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -45,6 +44,7 @@ from crawler.errors import ConnectError, FetchError, FetchTimeout, TooLarge
 from crawler.fetch.commands import Claim, Response, Send, Sleep, Transport, WaitRobots, drive
 from crawler.fetch.guard import AddressGuard, open_connection
 from crawler.fetch.policy import CHUNK, ERROR_BODY_BYTES, FetchPolicy
+from crawler.fetch.requests_adapter import GuardedAdapter, extract_cookies, prepared_get
 from crawler.fetch.watchdog import WATCHDOG
 
 log = logging.getLogger("crawler")
@@ -163,77 +163,6 @@ def _guarded_pools(guard: AddressGuard | None):
     return {"http": HTTPPool, "https": HTTPSPool}
 
 
-class GuardedAdapter(HTTPAdapter):
-    """requests' transport adapter with the guarded pools, and without the work the crawler
-    has no use for on every request. These are the methods requests documents for
-    subclasses to override; with a proxy they do what requests does.
-
-    - the pool for a request is found without looking for a proxy first (``select_proxy``
-      parses the URL before it finds there is none to select), and the request target is
-      the URL's path and query;
-    - the Response carries no cookie jar of its own: the fetcher puts the answer's cookies
-      in the crawl's shared jar itself (``extract_cookies``), and nothing reads
-      ``Response.cookies`` or ``Response.encoding``.
-    """
-
-    KEYS_KEPT = 256  # origins whose pool key attributes are remembered (then forgotten at once)
-
-    def __init__(self, guard: AddressGuard | None, **kw):
-        self.guard = guard
-        self.keys: dict[tuple, tuple[dict, dict]] = {}
-        super().__init__(**kw)
-
-    def init_poolmanager(self, *args, **kw):
-        super().init_poolmanager(*args, **kw)
-        self.poolmanager.pool_classes_by_scheme = _guarded_pools(self.guard)
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):
-        """requests' own, remembered per origin: it depends on nothing else, and working it
-        out parses the URL. (urllib3 copies what it is given; nobody changes these dicts.)"""
-        url = request.url
-        end = url.find("/", url.find("//") + 2)
-        if end < 0 or cert is not None:
-            return super().build_connection_pool_key_attributes(request, verify, cert)
-        key = (url[:end], verify)
-        found = self.keys.get(key)
-        if found is None:
-            if len(self.keys) >= self.KEYS_KEPT:
-                self.keys.clear()
-            found = self.keys[key] = super().build_connection_pool_key_attributes(request, verify, cert)
-        return found
-
-    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
-        if proxies:
-            return super().get_connection_with_tls_context(request, verify, proxies, cert)
-        try:
-            host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
-        except ValueError as exc:
-            raise requests.exceptions.InvalidURL(exc, request=request)
-        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
-
-    def request_url(self, request, proxies):
-        """The path and query of the URL, which a canonical URL spells out as they are
-        sent: cut out of it rather than parsed (``path_url`` for anything else)."""
-        if proxies:
-            return super().request_url(request, proxies)
-        url = request.url
-        start = url.find("/", url.find("//") + 2)
-        if start < 0 or "#" in url or url.endswith("?"):
-            return request.path_url
-        return url[start:]
-
-    def build_response(self, req, resp) -> requests.Response:
-        response = requests.Response()
-        response.status_code = resp.status
-        response.headers = requests.structures.CaseInsensitiveDict(resp.headers)
-        response.raw = resp
-        response.reason = resp.reason
-        response.url = req.url
-        response.request = req
-        response.connection = self
-        return response
-
-
 class RequestsFetcher(Transport):
     """The threads engine: ``start`` its workers, or ``call`` policy steps from any thread."""
 
@@ -299,8 +228,8 @@ class RequestsFetcher(Transport):
         adapter = getattr(self.local, "adapter", None)
         if adapter is None:
             adapter = self.local.adapter = GuardedAdapter(
-                self.guard, pool_connections=16, pool_maxsize=max(2, self.policy.settings.per_host_concurrency),
-                max_retries=0)
+                _guarded_pools(self.guard), pool_connections=16,
+                pool_maxsize=max(2, self.policy.settings.per_host_concurrency), max_retries=0)
         return adapter
 
     def close(self) -> None:
@@ -390,32 +319,6 @@ class RequestsFetcher(Transport):
                             (time.monotonic() - started) * 1000)
         finally:
             resp.close()
-
-
-def prepared_get(url: str, headers: dict, cookies) -> requests.PreparedRequest:
-    """A GET of ``url``, a canonical URL (crawler.urls), built from PreparedRequest's public
-    steps without ``prepare_url``: that step parses, IDNA-checks and re-quotes a URL the
-    canonical form has already made valid, about 25 us of CPU a request under the GIL that
-    64 fetcher threads share (``Session.get`` would also merge environment settings on
-    every call). urllib3 still escapes the request target as before. Kept: header checks,
-    cookies from the shared jar, and credentials in the URL sent as Basic auth."""
-    prep = requests.PreparedRequest()
-    prep.prepare_method("GET")
-    prep.url = url
-    prep.prepare_headers(headers)
-    if len(cookies):  # an empty jar has no Cookie header to add
-        prep.prepare_cookies(cookies)
-    if "@" in url:  # user:password@host
-        prep.prepare_auth(None, url)
-    return prep
-
-
-def extract_cookies(jar, prep: requests.PreparedRequest, raw) -> None:
-    """Keep the cookies an answer sets (what ``Session.send`` does), looking first whether
-    it sets any: most answers do not, and the cookie policy's look at one parses the URL."""
-    headers = raw.headers
-    if "set-cookie" in headers or "set-cookie2" in headers:
-        requests.cookies.extract_cookies_to_jar(jar, prep, raw)
 
 
 def _reason(exc: BaseException) -> str:

@@ -339,9 +339,9 @@ def test_guarded_adapter_sends_the_target_and_picks_the_pool_as_requests_does(ur
     import requests
     from requests.adapters import HTTPAdapter
 
-    from crawler.fetch.requests_engine import GuardedAdapter, prepared_get
+    from crawler.fetch.requests_adapter import GuardedAdapter, prepared_get
 
-    ours, theirs = GuardedAdapter(None), HTTPAdapter()
+    ours, theirs = GuardedAdapter(), HTTPAdapter()
     prep = prepared_get(url, {}, requests.cookies.RequestsCookieJar())
     assert ours.request_url(prep, {}) == theirs.request_url(prep, {})
     for _ in range(2):  # worked out, then remembered
