@@ -205,23 +205,26 @@ class ParserPool:
         threads share: taking it back is often a wait. So ``_loop`` takes one message per
         wake-up and lets its one ``wait`` say whether there is more."""
         try:
-            while not drain or w.conn.poll():
-                kind, payload = w.conn.recv()
-                if kind == "ready":
-                    w.ready = True
-                elif kind == "results":
-                    w.head_since = time.monotonic()
-                    w.isolating = False
-                    for packed in payload:  # results, in the order the pages were sent
-                        page = w.outstanding.popleft()
-                        self._deaths.pop(page.job.id, None)
-                        self._respawns_without_progress = 0
-                        self.parsed += 1
-                        self._deliver(ParseResult.unpack(packed))
-                if not drain:
-                    return
+            if not drain:
+                self._take(w, *w.conn.recv())
+            while drain and w.conn.poll():
+                self._take(w, *w.conn.recv())
         except (EOFError, OSError):
             w.closed = True  # the sentinel says what happened
+
+    def _take(self, w: _Worker, kind: str, payload) -> None:
+        """One message from ``w``: it is ready, or the results of its oldest pages."""
+        if kind == "ready":
+            w.ready = True
+            return
+        w.head_since = time.monotonic()
+        w.isolating = False
+        for packed in payload:  # results, in the order the pages were sent
+            page = w.outstanding.popleft()
+            self._deaths.pop(page.job.id, None)
+            self._respawns_without_progress = 0
+            self.parsed += 1
+            self._deliver(ParseResult.unpack(packed))
 
     def _deliver(self, result: ParseResult) -> None:
         try:

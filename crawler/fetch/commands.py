@@ -143,18 +143,20 @@ class Transport:
         raise NotImplementedError
 
     @staticmethod
-    def hand_on(job: FetchJob, outcome, on_page, on_release) -> None:
+    def hand_on(job: FetchJob, outcome, on_page, on_release):
         """What a worker does with ``FetchPolicy.serve``'s outcome: a Page goes to
         ``on_page``; a job given back goes to ``on_release``, and so does one whose
-        ``on_page`` failed (never lose a URL); a requeued job needs nothing."""
+        ``on_page`` failed (never lose a URL); a requeued job needs nothing. Returns what
+        ``on_page`` returned (None otherwise, and when it failed)."""
         if outcome is None:  # RELEASED
             on_release(job)
         elif not isinstance(outcome, str):  # REQUEUED is a str
             try:
-                on_page(job, outcome)
+                return on_page(job, outcome)
             except Exception:
                 log.exception("handing over %s failed", job.url)
                 on_release(job)
+        return None
 
     def fetch(self, job: FetchJob):
         """One job's ``Page`` (raises FetchAborted or RetryLater as the policy decides)."""

@@ -17,7 +17,6 @@ starves the loop's executor (which aiohttp resolves host names in).
 from __future__ import annotations
 
 import asyncio
-import logging
 import queue
 import threading
 from typing import Callable
@@ -28,8 +27,6 @@ from crawler.messages import FetchJob, Page
 # Pages waiting for the hand-off thread. Enough to ride over one slow submit; beyond
 # that, waiting belongs in the fetch tasks, which stop more requests from starting.
 HANDOFF_PAGES = 16
-
-log = logging.getLogger("crawler")
 
 
 class HandOff:
@@ -63,14 +60,9 @@ class HandOff:
         self.queue.put((job, page))
 
     def handed_on(self, job: FetchJob, page: Page) -> bool:
-        """On the loop: ``try_page``, with ``Transport.hand_on``'s rule (a job whose page
-        could not be handed on is given back, never lost). False: the pool is full."""
-        try:
-            return self.try_page(job, page)
-        except Exception:
-            log.exception("handing over %s failed", job.url)
-            self.on_release(job)
-            return True
+        """On the loop: ``try_page`` through ``Transport.hand_on`` (a job whose page could
+        not be handed on is given back, never lost). False only when the pool is full."""
+        return Transport.hand_on(job, page, self.try_page, self.on_release) is not False
 
     def unblock(self) -> None:  # on the loop
         putters, self.putters = self.putters, []

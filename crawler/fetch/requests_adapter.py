@@ -25,8 +25,8 @@ class GuardedAdapter(HTTPAdapter):
     - the pool for a request is found without looking for a proxy first (``select_proxy``
       parses the URL before it finds there is none to select), and the request target is
       the URL's path and query;
-    - the Response carries no cookie jar of its own: the fetcher puts the answer's cookies
-      in the crawl's shared jar itself (``extract_cookies``), and nothing reads
+    - the Response's own cookie jar stays empty: the fetcher puts the answer's cookies in
+      the crawl's shared jar itself (``extract_cookies``), and nothing reads
       ``Response.cookies`` or ``Response.encoding``.
     """
 
@@ -46,7 +46,7 @@ class GuardedAdapter(HTTPAdapter):
         """requests' own, remembered per origin: it depends on nothing else, and working it
         out parses the URL. (urllib3 copies what it is given; nobody changes these dicts.)"""
         url = request.url
-        end = url.find("/", url.find("//") + 2)
+        end = _path_start(url)
         if end < 0 or cert is not None:
             return super().build_connection_pool_key_attributes(request, verify, cert)
         key = (url[:end], verify)
@@ -72,7 +72,7 @@ class GuardedAdapter(HTTPAdapter):
         if proxies:
             return super().request_url(request, proxies)
         url = request.url
-        start = url.find("/", url.find("//") + 2)
+        start = _path_start(url)
         if start < 0 or "#" in url or url.endswith("?"):
             return request.path_url
         return url[start:]
@@ -87,6 +87,11 @@ class GuardedAdapter(HTTPAdapter):
         response.request = req
         response.connection = self
         return response
+
+
+def _path_start(url: str) -> int:
+    """Where the path begins in an absolute URL (the first "/" after its authority), or -1."""
+    return url.find("/", url.find("//") + 2)
 
 
 def prepared_get(url: str, headers: dict, cookies) -> requests.PreparedRequest:
