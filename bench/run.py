@@ -25,6 +25,7 @@ See bench/README.md for what each column means.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -219,9 +220,40 @@ def run_contender(contender: str, site: SiteProcess, catalog, workdir: Path, tim
     return result
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+ORPHANS_WAIT_SECONDS = 10.0
+
+
+def become_subreaper() -> None:
+    """Make this process the one that inherits a contender's orphaned descendants (Linux),
+    so that they are reaped here and ``getrusage(RUSAGE_CHILDREN)`` counts their CPU. Our
+    crawler's children come from a multiprocessing fork server, which outlives the crawler's
+    main process by a moment and would otherwise be reaped by init, its CPU and its
+    children's uncounted."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_orphans(pids: set[int], root: int) -> None:
+    """Wait for the descendants in ``pids`` that became this process's children when their
+    parent exited (see become_subreaper): at most ORPHANS_WAIT_SECONDS in all."""
+    deadline = time.monotonic() + ORPHANS_WAIT_SECONDS
+    for pid in pids - {root}:
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not ours: reaped by its own parent
+                break
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+
+
 def measure(argv: list[str], log, cwd: Path, timeout: float) -> tuple[int | str, float, TreeSampler]:
     """Run ``argv`` to its end (killed after ``timeout`` s): exit status or "timeout", wall
-    seconds from start to exit, and the sampler that watched its process tree."""
+    seconds from start to exit, and the sampler that watched its process tree. Descendants
+    left behind are reaped after the wall time is taken, so their CPU counts."""
+    become_subreaper()
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     sampler = TreeSampler(proc.pid)
@@ -234,6 +266,7 @@ def measure(argv: list[str], log, cwd: Path, timeout: float) -> tuple[int | str,
     wall = time.monotonic() - started
     sampler.stopping.set()
     sampler.join()
+    reap_orphans({pid for pid, _ in sampler.cpu}, proc.pid)
     return returncode, wall, sampler
 
 

@@ -28,7 +28,6 @@ worker and results come back in batches. (Letting fetcher threads pump inside
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import Callable
 
 from crawler.errors import AbortError
 from crawler.messages import Page, ParseResult
+from crawler.procname import child_context
 from parsers import worker as worker_mod
 from sinks.jsonl import encode, record_for
 from sinks.warc import page_records
@@ -82,7 +82,7 @@ class ParserPool:
         self.parse_timeout = parse_timeout
         self.config = config
         self.on_result = on_result
-        self.ctx = mp.get_context("spawn")
+        self.ctx = child_context()
         # Bounded: a full pool slows the fetchers that feed it instead of growing memory.
         self.capacity = capacity or self.n * WINDOW * 2
         self._slots = threading.Semaphore(self.capacity)

@@ -15,7 +15,6 @@ writer joined, frontier closed.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import queue
 import sqlite3
@@ -36,6 +35,7 @@ from crawler.fetch.guard import AddressGuard
 from crawler.fetch.policy import FetchPolicy, SeenURLs
 from crawler.fetch.robots import RobotsCache
 from crawler.messages import FetchJob, Page, utc_now_iso
+from crawler.procname import child_context
 from crawler.settings import Settings
 from crawler.urls import Scope, host_of
 from parsers.pool import ParserPool
@@ -157,6 +157,7 @@ class Crawl:
         # The lock first: a --fresh refused because another crawl runs must change nothing.
         lock = StateLock(self.state_dir)
         try:
+            child_context(start=True)  # the children's fork server boots while the state opens
             if self.fresh:
                 start_over(self.state_dir, None if has_placeholders(self.output_template) else self.output,
                            self._warc_files())
@@ -179,6 +180,7 @@ class Crawl:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         lock = StateLock(self.state_dir)
         try:
+            child_context(start=True)  # boots while this worker joins the crawl in Redis
             frontier, created = join_shared(self.settings, output=self.base_output, worker=self.worker,
                                             state_dir=self.state_dir, shard=self.output, fresh=self.fresh,
                                             also=self._warc_files())
@@ -201,7 +203,7 @@ class Crawl:
 
     def _run_with_state(self, frontier, scheduler=None) -> CrawlResult:
         s = self.settings
-        ctx = mp.get_context("spawn")
+        ctx = child_context()
         writer = pool = None
         threads: list[threading.Thread] = []
         if scheduler is None:

@@ -9,7 +9,6 @@ versions of the rules in one file.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from crawler.engine.state import new_crawl_id
 from crawler.errors import AbortError
 from crawler.messages import ParseResult
+from crawler.procname import child_context
 from crawler.replay.warcs import check_paths, read_pages
 from crawler.settings import Settings
 from crawler.urls import Scope
@@ -102,7 +102,7 @@ def run_extract(settings: Settings, warcs: list[str], output: str, progress=None
     crawl_id = new_crawl_id()
     result = ExtractResult(crawl_id=crawl_id, output=output)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    ctx = mp.get_context("spawn")
+    ctx = child_context()
     writer = WriterProcess(ctx, output, 0)  # committed size 0: the file starts empty
     status, message = writer.handshake()
     if status != "ready":

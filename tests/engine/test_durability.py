@@ -41,9 +41,10 @@ def record_count(tmp_path):
 
 
 def child_after(proc, tmp_path, records_written, name):
-    """The crawl's child process called ``name``, once ``records_written`` lines exist."""
+    """The crawl's process called ``name`` (a child of its fork server), once ``records_written``
+    lines exist."""
     wait_for_records(tmp_path / "out.jsonl", records_written, timeout=60)
-    children = [p for p in psutil.Process(proc.pid).children() if p.name() == name]
+    children = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == name]
     assert children, f"no {name} process found"
     return children[0]
 

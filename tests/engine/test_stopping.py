@@ -1,12 +1,17 @@
-"""Locked outputs, Ctrl-C, and leaving no process behind."""
+"""Locked outputs, Ctrl-C, leaving no process behind, and how the children start."""
 
 from __future__ import annotations
 
+import importlib.util
+import multiprocessing
 import signal
 import time
 from contextlib import contextmanager
 
 import psutil
+import pytest
+
+from crawler.procname import PRELOAD, child_context
 
 # descendants, slow_site and wait_for_records are imported from here by other test modules too
 from tests.helpers import (descendants, finish, launch, one_error_line, read_records, slow_site,
@@ -162,3 +167,28 @@ def test_schedule_fresh_on_a_running_crawl_exits_2_and_changes_nothing(serve, tm
                                                "--every", "1h", "--runs", "1", "--fresh"],
                              "out.jsonl.state/frontier.sqlite", "in use by another running crawl")
     assert sorted(r["url"] for r in read_records(tmp_path / "out.jsonl")) == chain_urls(server)
+
+
+def _loaded_at_start(conn) -> None:
+    import sys
+
+    conn.send([name for name in PRELOAD if name in sys.modules])
+    conn.close()
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="spawn platform")
+def test_children_start_with_the_parser_and_writer_modules_already_loaded():
+    # The fork server ignores a preload module it cannot import: a wrong name in PRELOAD
+    # would silently bring back the per-child imports.
+    assert all(importlib.util.find_spec(name) is not None for name in PRELOAD)
+    ctx = child_context(start=True)
+    assert ctx.get_start_method() == "forkserver"
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_loaded_at_start, args=(theirs,))
+    child.start()
+    try:
+        assert ours.poll(30)
+        assert ours.recv() == PRELOAD
+    finally:
+        child.join(10)
+    assert child.exitcode == 0
