@@ -224,6 +224,18 @@ class Crawl:
             committed = frontier.get_meta("output_size") if same_file else None
             warc = (self.warc_template.replace("{crawl_id}", crawl_id)
                     .replace("{date}", frontier.get_meta("run_started")[:10]) if self.warc_template else None)
+            # The engine first (importing aiohttp or requests is most of this process's
+            # start-up): meanwhile the fork server, started with the state lock, finishes
+            # its own imports, and the first child's start below waits for that.
+            scope = Scope.from_settings(s, self.seeds)
+            user_agent = s.crawl.user_agent or default_user_agent()
+            guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
+                                 trusted_hosts={host_of(u) for u in self.seeds})
+            policy = FetchPolicy(s.fetch, user_agent, scope=scope.compile(), scheduler=scheduler,
+                                 stop=self.stop_event,
+                                 claim=frontier.claim if self.shared else self._claim_hook(frontier))
+            policy.capture = bool(warc)
+            fetcher = self._make_fetcher(policy, guard)
             writer = WriterProcess(ctx, str(self.output), int(committed) if committed is not None else None,
                                    frontier.get_meta("output_tail") if same_file else None,
                                    warc=(warc, crawl_id) if warc else None)
@@ -241,23 +253,13 @@ class Crawl:
                 log.warning("added %d new seed(s) to the resumed crawl", new)
             frontier.commit()
 
-            scope = Scope.from_settings(s, self.seeds)
-            user_agent = s.crawl.user_agent or default_user_agent()
             config = WorkerConfig(crawl_id=crawl_id, rules=s.parse.rules, scope=scope,
                                   obey_robots=s.crawl.obey_robots, max_depth=s.crawl.max_depth,
                                   max_links=s.crawl.max_links_per_page, recrawl=run_number > 1,
                                   warc_gzip=gzipped(self.warc_template))
             pool = ParserPool(s.parse_workers, config, on_result=lambda r: self.events.put(Parsed(r)))
-            guard = AddressGuard(allow_private=s.fetch.allow_private_networks,
-                                 trusted_hosts={host_of(u) for u in self.seeds})
-            policy = FetchPolicy(s.fetch, user_agent, scope=scope.compile(), scheduler=scheduler,
-                                 stop=self.stop_event,
-                                 claim=frontier.claim if self.shared else self._claim_hook(frontier))
-            policy.capture = bool(warc)
-            fetcher = self._make_fetcher(policy, guard)
-            # The writer and the parsers started (spawned) above while this process went on
-            # to build the pool and import the engine: only now wait for the writer to say
-            # it is ready, still before anything is fetched.
+            # The writer opens and checks its file while this process starts the parsers:
+            # only now wait for it to say it is ready, still before anything is fetched.
             status, message = writer.handshake()
             if status != "ready":
                 raise (StateError if status in ("locked", "short", "replaced") else AbortError)(message)
