@@ -2,10 +2,10 @@
 
 They start from a fork server where the platform has one (Linux, macOS): one process that
 imports the parser's and the writer's modules once, then forks each child with them loaded.
-Spawning each child instead costs a new interpreter and those imports every time (0.2-0.3 s
+Spawning each child instead costs a new interpreter and those imports every time (0.2-0.35 s
 of CPU per child, measured; 3 children per crawl), on the cores the crawl's own start-up
 needs. ``child_context(start=True)`` starts the server at once, without waiting for it, so
-that it boots while the crawl opens its state.
+that it boots while the crawl opens its state and imports its fetch engine.
 
 Each child names itself (Linux: the main thread's comm), so that ``crawler-parser`` and
 ``crawler-writer`` can be told apart from each other and from unrelated Python processes;
