@@ -234,11 +234,12 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def reap_orphans(pids: set[int], root: int) -> None:
+def reap_orphans(pids: set[int]) -> None:
     """Wait for the descendants in ``pids`` that became this process's children when their
-    parent exited (see become_subreaper): at most ORPHANS_WAIT_SECONDS in all."""
+    parent exited (see become_subreaper): at most ORPHANS_WAIT_SECONDS in all. Any other
+    pid (reaped already, or never ours) is passed over."""
     deadline = time.monotonic() + ORPHANS_WAIT_SECONDS
-    for pid in pids - {root}:
+    for pid in pids:
         while True:
             try:
                 done, _ = os.waitpid(pid, os.WNOHANG)
@@ -266,7 +267,7 @@ def measure(argv: list[str], log, cwd: Path, timeout: float) -> tuple[int | str,
     wall = time.monotonic() - started
     sampler.stopping.set()
     sampler.join()
-    reap_orphans({pid for pid, _ in sampler.cpu}, proc.pid)
+    reap_orphans({pid for pid, _ in sampler.cpu})
     return returncode, wall, sampler
 
 
