@@ -13,7 +13,8 @@ Each pass runs in a fresh interpreter, so no cache is warm from an earlier pass:
 are what one parser process pays for one crawl of the site. The time of the link work is
 measured by wrapping ``parsers.worker.extract_links`` and ``WorkerState.new_links`` (the two
 steps from the page's tree to the links sent to the coordinator); the rest is decoding,
-HTML parsing, the field rule and the record. Prints the median of ``--repeat`` passes.
+HTML parsing, the field rule and the record. Since the page's tree is walked once for its
+links, robots tags and simple field paths (parsers/walk.py), that walk counts in the rest. Prints the median of ``--repeat`` passes.
 
 To compare with another checkout in one sitting, ``--against ../old`` runs its passes
 (with ``PYTHONPATH=../old``) interleaved with this checkout's and prints the ratios.

@@ -4,7 +4,9 @@
 
     Page ──► pool.py ──pipe──► worker.py ──► decode.py (charset) ──► lxml tree
              (one pipe per      (one process)        │
-              process)                               ├──► extract.py: fields (xpath, css, regex,
+              process)                               ├──► walk.py: one walk of the tree for the
+                                                     │      links, robots tags and simple paths
+                                                     ├──► extract.py: fields (xpath, css, regex,
                                                      │      jsonld via structured.py; types via
                                                      │      convert.py; required -> "missing")
                                                      └──► links.py: links, meta robots and
@@ -17,4 +19,6 @@
 - ``extract.py``, ``structured.py``, ``convert.py``: the ``[[parse.rules]]`` compiled into
   callables; JSON-LD; typed values.
 - ``links.py``: links, <meta name="robots"> and <link rel="canonical">.
+- ``walk.py``: the page's one tree walk: hrefs, <base>, robots tags, and the fields whose
+  XPath (or translated CSS) is a simple ``//tag[@attr='v']/text()`` path.
 """

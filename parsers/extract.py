@@ -27,6 +27,7 @@ from lxml import etree
 from crawler.rules import FieldRule, Rule, css_to_xpath, resolve_callable
 from parsers.convert import CONVERTERS
 from parsers.structured import items_of_type, jsonld_items
+from parsers.walk import SimplePath, simple_path
 
 
 def _as_strings(result: Any) -> list[str]:
@@ -48,13 +49,15 @@ def _as_strings(result: Any) -> list[str]:
 
 
 class Document:
-    """One page as fields see it: the tree, the decoded text, and its JSON-LD items (read
-    on first use, once per page, whatever the number of jsonld fields)."""
+    """One page as fields see it: the tree, the decoded text, its JSON-LD items (read
+    on first use, once per page, whatever the number of jsonld fields), and ``walked``: the
+    values of the rule's simple paths from the page's one tree walk (by field index;
+    ``CompiledRule.paths``), or None if the tree was not walked for this rule."""
 
-    __slots__ = ("tree", "text", "_items")
+    __slots__ = ("tree", "text", "walked", "_items")
 
-    def __init__(self, tree, text: Callable[[], str]):
-        self.tree, self.text, self._items = tree, text, None
+    def __init__(self, tree, text: Callable[[], str], walked: list[list] | None = None):
+        self.tree, self.text, self.walked, self._items = tree, text, walked, None
 
     def jsonld(self) -> list[dict]:
         if self._items is None:
@@ -98,11 +101,13 @@ class FieldProcessor:
 
 
 class CompiledField:
-    def __init__(self, spec: FieldRule):
+    def __init__(self, spec: FieldRule, index: int = 0):
         self.name = spec.name
         self.many = spec.many
+        self.index = index  # its place in the rule, and so in Document.walked
         expr = spec.xpath if spec.xpath is not None else (css_to_xpath(spec.css) if spec.css is not None else None)
         self.xpath = etree.XPath(expr, smart_strings=False) if expr is not None else None
+        self.simple: SimplePath | None = simple_path(expr) if expr is not None else None
         self.jsonld = spec.jsonld
         self.path = jmespath.compile(spec.path) if spec.path else None
         self.regex = re.compile(spec.regex) if spec.regex else None
@@ -130,7 +135,12 @@ class CompiledField:
 
     def extract(self, doc: Document) -> Any:
         if self.xpath is not None:
-            values = _as_strings(self.xpath(doc.tree)) if doc.tree is not None else []
+            if doc.tree is None:
+                values = []
+            elif self.simple is not None and doc.walked is not None and doc.walked[self.index] is not None:
+                values = _as_strings(doc.walked[self.index])
+            else:
+                values = _as_strings(self.xpath(doc.tree))
             if self.regex is None:
                 stripped = (v.strip() for v in values)
                 if self.many:
@@ -158,16 +168,21 @@ class CompiledRule:
 
     def __post_init__(self):
         self.processed = [f for f in self.fields if f.processor is not None]
+        # What a Walker finds for this rule in the page's one walk: index i is field i's
+        # simple path (None: lxml's XPath evaluates that field).
+        self.paths = [f.simple for f in self.fields]
 
-    def apply(self, url: str, tree, text: Callable[[], str]) -> tuple[dict, dict | None]:
+    def apply(self, url: str, tree, text: Callable[[], str], walked: list[list] | None = None
+              ) -> tuple[dict, dict | None]:
         """The page's data, and its problems: ``{"missing": [...], "invalid": [...]}``
-        (only the non-empty lists), or None when there are none."""
+        (only the non-empty lists), or None when there are none. ``walked``: what a Walker
+        over ``self.paths`` found in ``tree`` (``Walked.values``), if the caller walked it."""
         if self.func is not None:
             out = self.func(url, text(), tree)
             if not isinstance(out, dict):
                 raise TypeError(f"rule {self.name!r}: callable returned {type(out).__name__}, not dict")
             return out, None
-        doc = Document(tree, text)
+        doc = Document(tree, text, walked)
         data = {f.name: f.extract(doc) for f in self.fields}
         if not self.processed:
             return data, None
@@ -185,7 +200,7 @@ class RuleSet:
             CompiledRule(
                 name=r.name,
                 match=re.compile(r.match),
-                fields=[CompiledField(f) for f in r.fields],
+                fields=[CompiledField(f, i) for i, f in enumerate(r.fields)],
                 func=resolve_callable(r.callable, f"rule {r.name!r}: callable") if r.callable else None,
             )
             for r in rules

@@ -21,7 +21,8 @@ from crawler.settings import Rule
 from crawler.urls import Scope
 from parsers.decode import for_parser
 from parsers.extract import RuleSet
-from parsers.links import canonical_link, extract_links, meta_robots
+from parsers.links import base_url, canonical_link, extract_links
+from parsers.walk import Walker
 from sinks.jsonl import encode, record_for
 from sinks.warc import page_records
 
@@ -60,6 +61,18 @@ class WorkerState:
         self.parser = etree.HTMLParser(encoding="utf-8", recover=True, no_network=True,
                                        remove_blank_text=False, huge_tree=False)
         self.reported: set[str] = set()
+        # One Walker per rule (and one for pages no rule matches): the page's single tree
+        # walk finds its links, robots meta tags and the rule's simple field paths.
+        self.walkers: dict[int, Walker] = {}
+
+    def walker(self, rule) -> Walker:
+        key = id(rule)
+        walker = self.walkers.get(key)
+        if walker is None:
+            obey = self.config.obey_robots
+            walker = self.walkers[key] = Walker(rule.paths if rule is not None and rule.func is None else [],
+                                                links=True, nofollow=obey, robots=obey)
+        return walker
 
     # Links this process already sent to the coordinator are not sent again: most links
     # on a site repeat on every page, and each one costs the coordinator (a single
@@ -156,23 +169,28 @@ def _parse_page(page: Page, state: WorkerState) -> ParseResult:
     try:
         source, text, encoding = for_parser(page.body, page.charset)
         tree = etree.fromstring(source, state.parser) if text.strip() else None
-        directives = meta_robots(tree) if (cfg.obey_robots and tree is not None) else set()
+        url = page.final_url or job.url
+        rule = state.rules.rule_for(job.url)
+        walked = state.walker(rule).walk(tree) if tree is not None else None
+        directives = walked.robots if walked is not None else set()
         if cfg.obey_robots and page.robots_tag:
             directives |= robots_tag_directives(page.robots_tag)
-        url = page.final_url or job.url
-        rule = None if "noindex" in directives else state.rules.rule_for(job.url)
-        data, problems = rule.apply(url, tree, lambda: text) if rule is not None else ({}, None)
+        if "noindex" in directives:
+            rule = None
+        data, problems = (rule.apply(url, tree, lambda: text, walked.values if walked is not None else None)
+                          if rule is not None else ({}, None))
         links: list[str] = []
         if "nofollow" not in directives:
             links = extract_links(tree, url, obey_nofollow=cfg.obey_robots, limit=cfg.max_links,
-                                  encoding=encoding)
+                                  encoding=encoding, walked=walked)
         found = len(links)
         if cfg.max_depth != -1 and job.depth >= cfg.max_depth:
             links = []
         else:
             links = state.new_links(links)
         rule_name = rule.name if rule else None
-        canonical = canonical_link(tree, url, encoding)
+        canonical = (canonical_link(tree, url, encoding, base_url(walked.base, url, encoding))
+                     if walked is not None else None)
         record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed,
                             canonical=canonical)
         return ParseResult(job.id, encode(record, problems), links, changed=changed, content_hash=digest,
