@@ -144,6 +144,13 @@ def test_binary_junk_never_crashes(junk):
     assert r["url"] == BASE  # one record either way, error or not
 
 
+@pytest.mark.parametrize("blank", [b" \n\t\r ", "\u3000\u00a0 ".encode()])
+def test_a_blank_page_is_parsed_as_no_document(blank):
+    result = parse_page(page(blank, charset="utf-8"), state())
+    r = record(result)
+    assert r["error"] is None and r["data"] == {"title": None} and r["links"] == 0 and result.links == []
+
+
 def test_non_html_is_recorded_not_parsed():
     result = parse_page(page(b"%PDF-1.7 <a href='/x'>", content_type="application/pdf"), state())
     r = record(result)
