@@ -230,13 +230,24 @@ class Walker:
         if tree is None or not self.tags:
             return Walked(values, [], None, directives)
         by_tag, links, nofollow, robots = self.by_tag, self.links, self.nofollow, self.robots
+        link_paths = "a" in by_tag or "area" in by_tag
         for el in tree.iter(*self.tags):
             tag = el.tag
-            if tag == "a" or tag == "area":
+            if tag == "a" or tag == "area":  # a link-heavy page has thousands: kept inline
                 if links:
                     href = el.get("href")
-                    if href is not None and not (nofollow and _is_nofollow(el)) and not _same_document(href):
-                        hrefs[href] = None
+                    if href is not None:
+                        if nofollow:
+                            rel = el.get("rel")
+                            if rel is not None and "nofollow" in rel.lower().split():
+                                href = None
+                        # Same-document references ("#top", also after leading spaces)
+                        # request nothing.
+                        if href is not None and href[:1] != "#" and not (
+                                href[:1] <= " " and href.lstrip(_C0_SPACE)[:1] == "#"):
+                            hrefs[href] = None
+                if not link_paths:
+                    continue
             elif tag == "base":
                 if links and base is None:
                     base = el.get("href")
@@ -281,13 +292,3 @@ class Walker:
         if self.by_tag:
             self._account()
         return Walked(values, list(hrefs), base, directives)
-
-
-def _is_nofollow(el) -> bool:
-    rel = el.get("rel")
-    return rel is not None and "nofollow" in rel.lower().split()
-
-
-def _same_document(href: str) -> bool:
-    """"#top", also after leading spaces: a browser scrolls and requests nothing."""
-    return href[:1] == "#" or (href[:1] <= " " and href.lstrip(_C0_SPACE)[:1] == "#")
