@@ -9,8 +9,8 @@
                                                      ├──► extract.py: fields (xpath, css, regex,
                                                      │      jsonld via structured.py; types via
                                                      │      convert.py; required -> "missing")
-                                                     └──► links.py: links, meta robots and
-                                                            <link rel="canonical">, resolved as a
+                                                     └──► links.py: links and <link
+                                                            rel="canonical">, resolved as a
                                                             browser does (crawler.urls.resolve)
 
 - ``pool.py``: the process pool, one duplex pipe per worker, strikes for a worker that dies.
@@ -18,7 +18,7 @@
 - ``decode.py``: bytes to text (HTTP charset, BOM, <meta charset>, detection).
 - ``extract.py``, ``structured.py``, ``convert.py``: the ``[[parse.rules]]`` compiled into
   callables; JSON-LD; typed values.
-- ``links.py``: links, <meta name="robots"> and <link rel="canonical">.
-- ``walk.py``: the page's one tree walk: hrefs, <base>, robots tags, and the fields whose
+- ``links.py``: links and <link rel="canonical">, resolved.
+- ``walk.py``: the page's one tree walk: hrefs, <base>, <meta name="robots">, and the fields whose
   XPath (or translated CSS) is a simple ``//tag[@attr='v']/text()`` path.
 """

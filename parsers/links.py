@@ -18,11 +18,6 @@ from crawler.urls import Resolved, encode_query, resolve, resolve_all, whatwg_jo
 from parsers.walk import Walked, Walker
 
 
-def meta_robots(tree) -> set[str]:
-    """Directives of <meta name="robots">, lower-cased: {"noindex", "nofollow", ...}."""
-    return Walker([], links=False, nofollow=False, robots=True).walk(tree).robots
-
-
 def base_url(href: str | None, page_url: str, encoding: str = "utf-8") -> str:
     """What hrefs resolve against, given the first <base href> (None if the page has none):
     that href resolved against the page's URL, or the page's URL if it does not parse
@@ -32,25 +27,17 @@ def base_url(href: str | None, page_url: str, encoding: str = "utf-8") -> str:
     return whatwg_join(encode_query(href, encoding), page_url) or page_url
 
 
-def document_base(tree, page_url: str, encoding: str = "utf-8") -> str:
-    """``base_url`` of the page's first <base href>. ``tree.iter(tag)`` is the cheapest walk
-    lxml has (the tag test runs in C), and a tag the document lacks, as "base" mostly is,
-    costs nothing."""
-    return base_url(next((el.get("href") for el in tree.iter("base") if el.get("href") is not None), None),
-                    page_url, encoding)
-
-
-def canonical_link(tree, page_url: str, encoding: str = "utf-8", base: str | None = None) -> str | None:
+def canonical_link(tree, page_url: str, base: str, encoding: str = "utf-8") -> str | None:
     """The page's <link rel="canonical"> in <head> (where search engines read it), resolved
-    like a link; None if there is none, it is not http(s), or it is the page's own URL.
-    ``base``: the page's ``document_base``, if the caller has it."""
+    like a link against ``base`` (``base_url`` of the page); None if there is none, it is
+    not http(s), or it is the page's own URL."""
     head = tree.find("head") if tree is not None else None
     if head is None:
         return None
     for el in head.iter("link"):
         rel, href = el.get("rel"), el.get("href")
         if href is not None and rel is not None and "canonical" in rel.lower().split():
-            found = resolve(href, base or document_base(tree, page_url, encoding), encoding)
+            found = resolve(href, base, encoding)
             return found if found is not None and found != resolve(page_url) else None
     return None
 

@@ -102,10 +102,10 @@ VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-pr
 
 
 def robots_tag_directives(value: str) -> set[str]:
-    """Directives of X-Robots-Tag header values (joined with ", "), lower-cased, as
-    meta_robots gives them: {"noindex", "nofollow", ...}; "none" stands for both. Those
-    addressed to a named user agent are left out: only unaddressed ones apply to every
-    crawler."""
+    """Directives of X-Robots-Tag header values (joined with ", "), lower-cased, as the
+    robots meta tags give them (``Walked.robots``): {"noindex", "nofollow", ...}; "none"
+    stands for both. Those addressed to a named user agent are left out: only unaddressed
+    ones apply to every crawler."""
     directives: set[str] = set()
     ours = True
     for token in value.lower().split(","):
@@ -191,7 +191,7 @@ def _parse_page(page: Page, state: WorkerState) -> ParseResult:
         else:
             links = state.new_links(links)
         rule_name = rule.name if rule else None
-        canonical = (canonical_link(tree, url, encoding, base_url(walked.base, url, encoding))
+        canonical = (canonical_link(tree, url, base_url(walked.base, url, encoding), encoding)
                      if walked is not None else None)
         record = record_for(page, cfg.crawl_id, rule=rule_name, data=data, links=found, changed=changed,
                             canonical=canonical)
