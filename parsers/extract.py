@@ -56,7 +56,7 @@ class Document:
 
     __slots__ = ("tree", "text", "walked", "_items")
 
-    def __init__(self, tree, text: Callable[[], str], walked: list[list] | None = None):
+    def __init__(self, tree, text: Callable[[], str], walked: list[list | None] | None = None):
         self.tree, self.text, self.walked, self._items = tree, text, walked, None
 
     def jsonld(self) -> list[dict]:
@@ -101,7 +101,7 @@ class FieldProcessor:
 
 
 class CompiledField:
-    def __init__(self, spec: FieldRule, index: int = 0):
+    def __init__(self, spec: FieldRule, index: int):
         self.name = spec.name
         self.many = spec.many
         self.index = index  # its place in the rule, and so in Document.walked
@@ -172,7 +172,7 @@ class CompiledRule:
         # simple path (None: lxml's XPath evaluates that field).
         self.paths = [f.simple for f in self.fields]
 
-    def apply(self, url: str, tree, text: Callable[[], str], walked: list[list] | None = None
+    def apply(self, url: str, tree, text: Callable[[], str], walked: list[list | None] | None = None
               ) -> tuple[dict, dict | None]:
         """The page's data, and its problems: ``{"missing": [...], "invalid": [...]}``
         (only the non-empty lists), or None when there are none. ``walked``: what a Walker

@@ -210,6 +210,7 @@ class Walker:
             weight = 1 if path.tag in anyway else 2
             self.by_tag.setdefault(path.tag, []).append((i, weight, eq_attr, eq_value, select, path.take, path.attr))
         self.tags = tuple(sorted(set(self.by_tag) | anyway))
+        self.link_paths = "a" in self.by_tag or "area" in self.by_tag  # else <a> needs no dispatch
 
     def _account(self) -> None:
         self.pages += 1
@@ -230,7 +231,7 @@ class Walker:
         if tree is None or not self.tags:
             return Walked(values, [], None, directives)
         by_tag, links, nofollow, robots = self.by_tag, self.links, self.nofollow, self.robots
-        link_paths = "a" in by_tag or "area" in by_tag
+        link_paths = self.link_paths
         for el in tree.iter(*self.tags):
             tag = el.tag
             if tag == "a" or tag == "area":  # a link-heavy page has thousands: kept inline
