@@ -18,6 +18,12 @@ the writer and the pool are alive, sends a batch of lines when it is full or old
 enough, refills the host scheduler from the frontier, and shows progress, until
 nothing is leased, buffered or unacknowledged and nothing more can be leased.
 
+A batch also goes at once when no other job is being fetched or parsed (``idle``): no
+record can join it, so waiting for it to fill would only delay the crawl's end (every
+crawl ends so). While the writer's acks are all that is left, a round waits on the
+writer's pipe rather than on the event queue, so the crawl ends as soon as its last
+record is on disk.
+
 A page's links are admitted to the frontier *before* its line is sent to the writer,
 so by the time the writer acks a record the links it led to are in the frontier too:
 a crash can never lose a branch of the crawl below a record that survived.
@@ -103,6 +109,7 @@ class Coordinator:
         self.batch_lines: list[bytes] = []
         self.batch_warc: list[bytes] = []  # [output] warc: the batch's WARC records, committed with it
         self.batch_started = 0.0
+        self.sent_ids = 0  # records sent to the writer and not acked yet
         self.draining = False
         self.discovering = 0
         self.last_progress = 0.0
@@ -110,8 +117,11 @@ class Coordinator:
 
     def run(self) -> None:
         while True:
-            self.take_events(self.wait_time())
-            self.take_acks()
+            # Only the writer's acks to wait for: wake up when they come, not when the
+            # round's wait runs out (events that come meanwhile wait one round at most).
+            acks_only = self.writer.unacked > 0 and self.idle() and not self.batch_ids
+            self.take_events(0.0 if acks_only else self.wait_time())
+            self.take_acks(self.wait_time() if acks_only else 0.0)
             self.check_health()
             if self.shared:
                 self.renew()
@@ -123,6 +133,11 @@ class Coordinator:
             self.show_progress()
             if self.finished():
                 return
+
+    def idle(self) -> bool:
+        """True if no leased job is being fetched or parsed (or waits in the scheduler to
+        be): each one is in the batch or with the writer, and no sitemap may add work."""
+        return len(self.leased) == len(self.batch_ids) + self.sent_ids and not self.discovering
 
     def wait_time(self) -> float:
         """How long the loop may wait for an event before its next round."""
@@ -192,12 +207,14 @@ class Coordinator:
             self.to_fill.update(host_of(u) for u in urls)
 
     # -- the writer ------------------------------------------------------------------------------
-    def take_acks(self) -> None:
-        """The exactly-once point: acked ids are done, with the file size that holds them."""
-        for msg in self.writer.receive():
+    def take_acks(self, timeout: float = 0.0) -> None:
+        """The exactly-once point: acked ids are done, with the file size that holds them.
+        ``timeout``: how long to wait for the first ack."""
+        for msg in self.writer.receive(timeout):
             if msg[0] != "ack":
                 raise AbortError(msg[2])
             _, ids, size, tail = msg
+            self.sent_ids -= len(ids)
             facts = [self.facts.pop(i) for i in ids if i in self.facts]
             self.frontier.complete(ids, size, tail, facts)
             for i in ids:
@@ -219,12 +236,14 @@ class Coordinator:
             raise AbortError(f"fetch engine broken: {self.fetchers.broken}")
 
     def flush(self) -> None:
-        """Send the batch when it is full, old enough, or the crawl is draining."""
+        """Send the batch when it is full, old enough, nothing else can join it soon
+        (``idle``), or the crawl is draining."""
         if self.batch_ids and self.writer.can_send() and (
             len(self.batch_ids) >= BATCH_LINES or self.draining
-            or time.monotonic() - self.batch_started >= BATCH_AGE
+            or time.monotonic() - self.batch_started >= BATCH_AGE or self.idle()
         ):
             self.writer.send(self.batch_ids, b"".join(self.batch_lines), b"".join(self.batch_warc))
+            self.sent_ids += len(self.batch_ids)
             self.batch_ids, self.batch_lines, self.batch_warc = [], [], []
 
     # -- the frontier and the scheduler ------------------------------------------------------------
