@@ -10,21 +10,19 @@ so a crawl that still waited for either would take over 30 s; it must take a mom
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
-import orjson
 import pytest
 
 from crawler.api import crawl
 from crawler.demo.shop.server import Response, Site
 from crawler.engine import coordinator as coordinator_mod
+from tests.helpers import read_records
 
 LONG = 30.0  # what either wait would cost
 A = "127.0.0.1"
-
-
-def records(path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 @pytest.fixture
@@ -48,7 +46,7 @@ def test_the_last_record_is_written_and_acked_without_waiting(serve, tmp_path, l
                    rules=[{"name": "t", "match": ".", "fields": {"title": {"xpath": "//title/text()"}}}])
     took = time.monotonic() - started
     assert result.pages == 3 and not result.errors
-    got = {r["url"]: r["data"]["title"] for r in records(out)}
+    got = {r["url"]: r["data"]["title"] for r in read_records(out)}
     assert got == {server.url(A, "/"): "home", server.url(A, "/a"): "page a", server.url(A, "/b"): "page b"}
     assert took < LONG / 3, f"the crawl took {took:.1f} s: it waited for a batch to fill or for a round to end"
 
@@ -71,9 +69,6 @@ def test_the_command_line_freezes_the_heap_only_when_the_process_exits_next(serv
     """Run as the program, ``main`` freezes the heap once the command is over, so that
     interpreter shutdown skips its collections over every imported object; called with
     arguments (from Python), it leaves the caller's heap alone. The output is whole either way."""
-    import subprocess
-    import sys
-
     site = Site()
     site.add(A, "/", Response.html("<html><head><title>home</title></head><body></body></html>"))
     server = serve(site, [A])
@@ -83,4 +78,4 @@ def test_the_command_line_freezes_the_heap_only_when_the_process_exits_next(serv
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", str(as_program)]
-    assert [r["url"] for r in records(tmp_path / "out.jsonl")] == [server.url(A, "/")]
+    assert [r["url"] for r in read_records(tmp_path / "out.jsonl")] == [server.url(A, "/")]
