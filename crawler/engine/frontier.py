@@ -127,6 +127,11 @@ class SQLiteFrontier:
         # URLs added since the last commit, for readers on other connections (cleared at
         # each commit, so it holds at most COMMIT_EVERY seconds of links).
         self.recent: set[str] = set()
+        # url -> a depth it is known at (see ``add``): ``_adding`` for this transaction's
+        # rows, the two generations for committed ones.
+        self._adding: dict[str, int] = {}
+        self._known: dict[str, int] = {}
+        self._known_older: dict[str, int] = {}
         self._hosts: dict[str, int] = defaultdict(int)
         self._reload_hosts()
         self._reload_counts()
@@ -147,11 +152,14 @@ class SQLiteFrontier:
     # have rolled the transaction back.
     def _begin(self) -> None:
         if not self.db.in_transaction:
+            self._adding.clear()  # the rows of a transaction that was not committed are gone
             self.db.execute("BEGIN")
 
     def commit(self) -> None:
         if self.db.in_transaction:
             self.db.execute("COMMIT")
+            self._remember(self._adding)
+        self._adding.clear()
         self.recent.clear()
         self._last_commit = time.monotonic()
 
@@ -159,16 +167,66 @@ class SQLiteFrontier:
         if self.db.in_transaction and time.monotonic() - self._last_commit >= self.COMMIT_EVERY:
             self.commit()
 
+    # -- URLs known at a depth ------------------------------------------------------------
+    # A site's navigation links are on every page, so most links a crawl finds are known
+    # already. Such a link needs no statement at all when the frontier holds its URL at a
+    # depth no greater than the link's: add's INSERT would ignore it and its UPDATE leave
+    # it as it is. Each statement is a step per row, and every step gives up the GIL that
+    # the fetchers share (the bench site's crawl: half its links, and nearly every add,
+    # took the UPDATE pass). What is remembered must stay true: a depth only ever falls;
+    # a URL no longer queued (leased, done) is changed by neither statement, and the
+    # statements that queue URLs again (release, recover, start_run) forget everything;
+    # rows of a transaction count only once it is committed. Bounded: at most KNOWN_KEPT
+    # URLs of the open transaction and two generations of about as many committed ones.
+    KNOWN_KEPT = 1 << 16
+
+    def _known_depth(self, url: str) -> int | None:
+        depth = self._adding.get(url)
+        if depth is None:
+            depth = self._known.get(url)
+            if depth is None:
+                depth = self._known_older.get(url)
+        return depth
+
+    def _remember(self, depths: dict[str, int]) -> None:
+        if len(self._known) + len(depths) > self.KNOWN_KEPT:
+            self._known_older, self._known = self._known, {}
+        self._known.update(depths)
+
+    def _forget(self) -> None:
+        self._adding.clear()
+        self._known.clear()
+        self._known_older.clear()
+
+    # A state change of many URLs by id, IDS_PER_STATEMENT ids a run: one run of
+    # "WHERE id = ?" per URL was a step per URL, and each step gives up the GIL.
+    IDS_PER_STATEMENT = 64
+    _SET_STATE = "UPDATE urls SET state = ? WHERE id IN (" + ", ".join("?" * IDS_PER_STATEMENT) + ")"
+
+    def _set_state(self, ids: Sequence[int], state: int) -> None:
+        n = self.IDS_PER_STATEMENT
+        runs = []
+        for start in range(0, len(ids), n):
+            run = [state, *ids[start:start + n]]
+            run += [-1] * (n + 1 - len(run))  # no URL's id: rowids start at 1
+            runs.append(run)
+        self.db.executemany(self._SET_STATE, runs)
+
     # -- the contract ---------------------------------------------------------------
     def add(self, entries: Iterable[Entry]) -> int:
         by_host: dict[str, list[Entry]] = defaultdict(list)
         recent = self.recent
+        self._begin()  # first: it forgets the rows of a transaction that was rolled back
+        known_depth = self._known_depth
         for entry in entries:
+            depth = known_depth(entry[0])
+            if depth is not None and depth <= entry[2]:
+                continue  # nothing either statement would change (see KNOWN_KEPT)
             by_host[entry[1]].append(entry)
             recent.add(entry[0])
         if not by_host:
             return 0
-        self._begin()
+        adding = self._adding
         added = 0
         for host, rows in by_host.items():
             before = self.db.total_changes
@@ -185,6 +243,10 @@ class SQLiteFrontier:
                 self.db.executemany(
                     "UPDATE urls SET depth = ?2, referrer = ?3 WHERE url = ?1 AND state = 0 AND depth > ?2",
                     [(r[0], r[2], r[3]) for r in rows])
+            if len(adding) < self.KNOWN_KEPT:
+                for url, _, depth, _ in rows:
+                    if adding.get(url, depth) >= depth:
+                        adding[url] = depth
         self._counts[QUEUED] += added
         self.maybe_commit()
         return added
@@ -199,7 +261,7 @@ class SQLiteFrontier:
             (host, limit),
         ).fetchall()
         if rows:
-            self.db.executemany("UPDATE urls SET state = 1 WHERE id = ?", [(r[0],) for r in rows])
+            self._set_state([r[0] for r in rows], LEASED)
         left = self._hosts[host] - len(rows)
         if left > 0 and rows:
             self._hosts[host] = left
@@ -218,7 +280,7 @@ class SQLiteFrontier:
         """``facts``: (status, etag, last_modified, content_hash, snapshot, gone, id) per URL
         whose validators and last data should be kept for the next run."""
         self._begin()
-        self.db.executemany("UPDATE urls SET state = 2 WHERE id = ?", [(i,) for i in ids])
+        self._set_state(ids, DONE)
         if facts:
             self.db.executemany(
                 "UPDATE urls SET status = ?, etag = ?, last_modified = ?, content_hash = ?, snapshot = ?, "
@@ -233,6 +295,7 @@ class SQLiteFrontier:
         if not jobs:
             return
         self._begin()
+        self._forget()  # queued again: their depths may be lowered again
         # Count only the rows the UPDATE changed: a job that is no longer leased (done
         # meanwhile, or released twice) must not move the counts away from the database.
         released = 0
@@ -257,6 +320,7 @@ class SQLiteFrontier:
         """A new run of a scheduled crawl: every URL done in the last run is queued again,
         except those that were gone (404/410). Returns how many were queued."""
         self._begin()
+        self._forget()
         n = self.db.execute("UPDATE urls SET state = 0 WHERE state IN (2, 3) AND gone = 0").rowcount
         self.commit()
         self._reload_hosts()
@@ -265,6 +329,7 @@ class SQLiteFrontier:
 
     def recover(self) -> int:
         self._begin()
+        self._forget()
         n = self.db.execute("UPDATE urls SET state = 0 WHERE state = 1").rowcount
         self.commit()
         if n:

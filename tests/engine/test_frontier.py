@@ -1,5 +1,7 @@
 """The SQLite frontier: dedup, per-host leases, the exactly-once commit point, recovery."""
 
+import pytest
+
 from crawler.engine.frontier import Counts, SQLiteFrontier
 
 
@@ -90,3 +92,108 @@ def test_releasing_a_job_that_is_no_longer_leased_leaves_the_counts_alone(tmp_pa
     g = SQLiteFrontier(tmp_path / "f.sqlite")  # the database agrees
     assert g.counts() == Counts(queued=1, leased=0, done=1)
     assert g.hosts() == {"127.0.0.1": 1}
+
+
+def writes_traced(f):
+    """The INSERT and UPDATE statements the frontier's connection runs from now on (one
+    per row: SQLite traces each run of a statement)."""
+    seen = []
+    f.db.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith(("INSERT", "UPDATE")) else None)
+    return seen
+
+
+def depth_of(f, url):
+    return f.db.execute("SELECT depth FROM urls WHERE url = ?", (url,)).fetchone()[0]
+
+
+def test_links_known_at_no_greater_depth_take_no_statement(tmp_path):
+    """Most links a crawl finds are known already (a site's navigation is on every page):
+    the frontier answers those from memory, and only a shorter path still reaches SQLite."""
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    f.add(entries("127.0.0.1", ["a", "b"], depth=2))
+    f.commit()
+    traced = writes_traced(f)
+    assert f.add(entries("127.0.0.1", ["a", "b"], depth=2) + entries("127.0.0.1", ["a"], depth=5)) == 0
+    assert traced == []
+    assert f.add(entries("127.0.0.1", ["a", "c"], depth=1)) == 1  # a shorter path to a, and a new URL
+    assert traced and depth_of(f, "http://127.0.0.1/a") == 1 and depth_of(f, "http://127.0.0.1/b") == 2
+    f.commit()
+    assert f.counts().queued == 3 and f.hosts() == {"127.0.0.1": 3}
+    assert [(j.url, j.depth) for j in f.lease("127.0.0.1", 3)] == [
+        ("http://127.0.0.1/a", 1), ("http://127.0.0.1/c", 1), ("http://127.0.0.1/b", 2)]
+
+
+def requeue_by_release(f, job):
+    f.release([job])
+
+
+def requeue_by_recover(f, job):
+    f.recover()
+
+
+def requeue_by_start_run(f, job):
+    f.complete([job.id], 0)
+    f.start_run()
+
+
+@pytest.mark.parametrize("requeue", [requeue_by_release, requeue_by_recover, requeue_by_start_run])
+def test_a_url_queued_again_takes_a_shorter_path_again(tmp_path, requeue):
+    """While x is leased a shorter path changes nothing; once it is queued again, the
+    shorter path lowers its depth as for any queued URL (what the frontier remembers of
+    it must not stand in the way)."""
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    x = "http://127.0.0.1/x"
+    f.add([(x, "127.0.0.1", 3, None)])
+    (job,) = f.lease("127.0.0.1", 1)
+    f.add([(x, "127.0.0.1", 1, "http://127.0.0.1/")])  # leased: unchanged
+    f.commit()
+    assert depth_of(f, x) == 3
+    requeue(f, job)
+    f.add([(x, "127.0.0.1", 1, "http://127.0.0.1/")])
+    assert depth_of(f, x) == 1
+
+
+def test_rows_of_a_rolled_back_transaction_are_added_again(tmp_path):
+    """After a failed write SQLite may roll the open transaction back: the URLs it added
+    are not in the frontier, so the next add of them must insert them."""
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    f.add(entries("127.0.0.1", ["a"]))
+    f.commit()
+    f.add(entries("127.0.0.1", ["b", "c"]))
+    f.db.execute("ROLLBACK")
+    f.add(entries("127.0.0.1", ["a", "b"]))
+    f.commit()
+    assert [r[0] for r in f.db.execute("SELECT url FROM urls ORDER BY url")] == [
+        "http://127.0.0.1/a", "http://127.0.0.1/b"]
+
+
+def test_what_the_frontier_remembers_is_bounded_and_forgetting_is_harmless(tmp_path):
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    f.KNOWN_KEPT = 4
+    paths = [f"p{i}" for i in range(30)]
+    for i in range(0, 30, 3):
+        f.add(entries("127.0.0.1", paths[i:i + 3], depth=2))
+        f.commit()
+    assert len(f._adding) + len(f._known) + len(f._known_older) <= 2 * f.KNOWN_KEPT
+    assert f.add(entries("127.0.0.1", paths, depth=2)) == 0  # forgotten or not: still duplicates
+    assert f.add(entries("127.0.0.1", paths[:1], depth=0)) == 0
+    f.commit()
+    assert depth_of(f, "http://127.0.0.1/p0") == 0
+    assert f.counts().queued == 30 and f.hosts() == {"127.0.0.1": 30}
+
+
+def test_leases_and_completions_of_many_urls_change_exactly_those_rows(tmp_path):
+    """State changes go IDS_PER_STATEMENT ids per statement: a lease or an ack of more
+    (and of a number that is not a multiple) changes exactly the URLs named."""
+    f = SQLiteFrontier(tmp_path / "f.sqlite")
+    f.add(entries("127.0.0.1", [f"p{i}" for i in range(150)]))
+    jobs = f.lease("127.0.0.1", 131)
+    assert len(jobs) == 131 and f.IDS_PER_STATEMENT < 131
+    done = [j.id for j in jobs[::2]]
+    f.complete(done, 7)
+    states = dict(f.db.execute("SELECT id, state FROM urls"))
+    assert {i for i, s in states.items() if s == 2} == set(done)
+    assert {i for i, s in states.items() if s == 1} == {j.id for j in jobs} - set(done)
+    assert sum(s == 0 for s in states.values()) == 19
+    f.close()
+    assert SQLiteFrontier(tmp_path / "f.sqlite").counts() == Counts(queued=19, leased=131 - len(done), done=len(done))
