@@ -243,8 +243,9 @@ class SQLiteFrontier:
                 self.db.executemany(
                     "UPDATE urls SET depth = ?2, referrer = ?3 WHERE url = ?1 AND state = 0 AND depth > ?2",
                     [(r[0], r[2], r[3]) for r in rows])
-            if len(adding) < self.KNOWN_KEPT:
-                for url, _, depth, _ in rows:
+            room = self.KNOWN_KEPT - len(adding)
+            if room > 0:  # a seed list may add millions at once: remember at most KNOWN_KEPT
+                for url, _, depth, _ in rows[:room]:
                     if adding.get(url, depth) >= depth:
                         adding[url] = depth
         self._counts[QUEUED] += added

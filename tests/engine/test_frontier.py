@@ -175,11 +175,15 @@ def test_what_the_frontier_remembers_is_bounded_and_forgetting_is_harmless(tmp_p
         f.add(entries("127.0.0.1", paths[i:i + 3], depth=2))
         f.commit()
     assert len(f._adding) + len(f._known) + len(f._known_older) <= 2 * f.KNOWN_KEPT
+    f.add(entries("127.0.0.2", [f"q{i}" for i in range(50)]))  # one add of many (a seed list)
+    assert len(f._adding) <= f.KNOWN_KEPT
+    f.commit()
+    assert len(f._adding) + len(f._known) + len(f._known_older) <= 2 * f.KNOWN_KEPT
     assert f.add(entries("127.0.0.1", paths, depth=2)) == 0  # forgotten or not: still duplicates
     assert f.add(entries("127.0.0.1", paths[:1], depth=0)) == 0
     f.commit()
     assert depth_of(f, "http://127.0.0.1/p0") == 0
-    assert f.counts().queued == 30 and f.hosts() == {"127.0.0.1": 30}
+    assert f.counts().queued == 80 and f.hosts() == {"127.0.0.1": 30, "127.0.0.2": 50}
 
 
 def test_leases_and_completions_of_many_urls_change_exactly_those_rows(tmp_path):
