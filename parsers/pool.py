@@ -17,9 +17,10 @@ backlog; a page with ``MAX_DEATHS`` strikes is settled as a ``parse`` error inst
 being tried again. The dead worker is replaced.
 
 One manager thread runs the pump (send pages, receive results) and notices deaths.
-It sleeps in ``multiprocessing.connection.wait`` on every worker's pipe and process
+It sleeps in one selector, kept for the pool's life, on every worker's pipe and process
 sentinel, plus a wakeup pipe that ``submit`` writes to: without it a new page would
-wait for the next timeout. It shares the main process's GIL with every fetcher, so
+wait for the next timeout. (``multiprocessing.connection.wait`` builds and fills a new
+selector at every call: a quarter of the manager's CPU.) It shares the main process's GIL with every fetcher, so
 it may run only every few milliseconds; pages therefore go out in a deep window per
 worker and results come back in batches. (Letting fetcher threads pump inside
 ``submit`` was measured: 28% slower, from lock and poll traffic.)
@@ -29,10 +30,10 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import threading
 import time
 from collections import deque
-from multiprocessing.connection import wait
 from typing import Callable
 
 from crawler.errors import AbortError
@@ -70,6 +71,7 @@ class _Worker:
         self.outstanding: deque[Page] = deque()
         self.ready = False
         self.closed = False  # its pipe reported EOF
+        self.watched_fd: int | None = None  # its pipe's descriptor, while the manager's selector has it
         self.head_since = time.monotonic()  # when the page at the head of `outstanding` got there
         self.isolating = False  # holds one suspect page and nothing else
 
@@ -101,7 +103,11 @@ class ParserPool:
         self._closing = False
         self._broken: BaseException | None = None
         self._respawns_without_progress = 0
-        self.workers = [_Worker(i, self.ctx, config) for i in range(self.n)]
+        # The manager's selector, kept for the pool's life (see the module doc): the wake-up
+        # pipe, and each worker's pipe and sentinel while that worker is the pool's.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.workers = [self._watch(_Worker(i, self.ctx, config)) for i in range(self.n)]
         self.parsed = 0
         self.deaths = 0
         self._manager = threading.Thread(target=self._run, name="parser-pool", daemon=False)
@@ -219,12 +225,18 @@ class ParserPool:
             return
         w.head_since = time.monotonic()
         w.isolating = False
-        for packed in payload:  # results, in the order the pages were sent
-            page = w.outstanding.popleft()
-            self._deaths.pop(page.job.id, None)
-            self._respawns_without_progress = 0
-            self.parsed += 1
-            self._deliver(ParseResult.unpack(packed))
+        taken = 0
+        try:
+            for packed in payload:  # results, in the order the pages were sent
+                page = w.outstanding.popleft()
+                self._deaths.pop(page.job.id, None)
+                self._respawns_without_progress = 0
+                self.parsed += 1
+                taken += 1
+                self.on_result(ParseResult.unpack(packed))
+        finally:
+            if taken:  # their slots, at once: each release is a lock and a notify
+                self._slots.release(taken)
 
     def _deliver(self, result: ParseResult) -> None:
         try:
@@ -233,6 +245,23 @@ class ParserPool:
             self._slots.release()
 
     # -- manager thread ---------------------------------------------------------------------
+    def _watch(self, w: _Worker) -> _Worker:
+        w.watched_fd = w.conn.fileno()
+        self._selector.register(w.watched_fd, selectors.EVENT_READ, (w, False))
+        self._selector.register(w.process.sentinel, selectors.EVENT_READ, (w, True))
+        return w
+
+    def _unwatch_pipe(self, w: _Worker) -> None:
+        """Before its descriptor is closed (its number may then be reused), or once it is at
+        EOF (it would be readable for ever)."""
+        if w.watched_fd is not None:
+            self._selector.unregister(w.watched_fd)
+            w.watched_fd = None
+
+    def _unwatch(self, w: _Worker) -> None:
+        self._unwatch_pipe(w)
+        self._selector.unregister(w.process.sentinel)
+
     def _run(self) -> None:
         try:
             self._loop()
@@ -267,28 +296,32 @@ class ParserPool:
                 self._kill_stuck()
                 if self._closing and self._idle():
                     return
-                waitables = [self._wake_r]
                 for w in self.workers:
-                    if not w.closed:
-                        waitables.append(w.conn)
-                    waitables.append(w.process.sentinel)
-            ready = wait(waitables, timeout=1.0)
+                    if w.closed:
+                        self._unwatch_pipe(w)
+            readable, exited, woken = set(), set(), False
+            for key, _ in self._selector.select(timeout=1.0):
+                if key.data is None:
+                    woken = True
+                else:
+                    (exited if key.data[1] else readable).add(key.data[0])
             self._wake_posted = False  # before the pump below reads the backlog
-            if self._wake_r in ready:
+            if woken:
                 try:
                     os.read(self._wake_r, 4096)  # every wake-up byte written so far, at once
                 except BlockingIOError:
                     pass
             with self._pump_lock:
                 for w in self.workers:
-                    if w.conn in ready and not w.closed:
+                    if w in readable and not w.closed:
                         self._receive(w, drain=False)
                 for w in list(self.workers):
-                    if w.process.sentinel in ready:
+                    if w in exited:
                         self._receive(w)  # results sent just before it exited still count
                         self._replace(w)
 
     def _replace(self, dead: _Worker) -> None:
+        self._unwatch(dead)  # whatever follows: it is over, and its descriptors may be reused
         dead.process.join(1)
         code = dead.process.exitcode
         if self._broken is not None:
@@ -321,7 +354,7 @@ class ParserPool:
             dead.conn.close()
         except OSError:
             pass
-        self.workers[dead.index] = _Worker(dead.index, self.ctx, self.config)
+        self.workers[dead.index] = self._watch(_Worker(dead.index, self.ctx, self.config))
 
     def _reap(self) -> None:
         for w in self.workers:
@@ -333,6 +366,7 @@ class ParserPool:
                 w.conn.close()
             except OSError:
                 pass
+        self._selector.close()
         fds, self._wake_w = (self._wake_r, self._wake_w), None
         for fd in fds:
             try:

@@ -81,3 +81,21 @@ def test_pages_are_parsed_at_a_lower_cpu_priority_than_the_crawl(tmp_path, monke
     page = b"<html><title>x</title></html>"
     by_id, _ = parse_all(config_for(rule), {"/0": page, "/1": page}, 2)
     assert [r["data"] for r in by_id.values()] == [{"nice": min(19, os.nice(0) + NICENESS)}] * 2
+
+
+def test_workers_that_die_again_and_again_are_replaced_and_every_page_is_settled(tmp_path, monkeypatch):
+    """Each death replaces a worker, whose new pipe and sentinel often take the dead one's
+    descriptor numbers: the manager's selector must let go of the old ones first. Every
+    poisonous page ends as a parse error, every other page with its data."""
+    rule = callable_rule(tmp_path, monkeypatch,
+                         "import os\ndef parse(url, text, tree):\n    if 'die' in url:\n"
+                         "        os._exit(3)\n    return {'ok': True}\n")
+    page = b"<html><title>x</title></html>"
+    bodies = {(f"/die{i}" if i % 5 == 2 else f"/ok{i}"): page for i in range(25)}
+    by_id, deaths = parse_all(config_for(rule), bodies, 2)
+    for i, path in enumerate(bodies):
+        if "die" in path:
+            assert by_id[i]["error"]["type"] == "parse" and "exit code 3" in by_id[i]["error"]["message"], by_id[i]
+        else:
+            assert by_id[i]["data"] == {"ok": True}, by_id[i]
+    assert deaths >= 2 * 5
