@@ -20,9 +20,9 @@ One manager thread runs the pump (send pages, receive results) and notices death
 It sleeps in one selector, kept for the pool's life, on every worker's pipe and process
 sentinel, plus a wakeup pipe that ``submit`` writes to: without it a new page would
 wait for the next timeout. (``multiprocessing.connection.wait`` builds and fills a new
-selector at every call: a quarter of the manager's CPU.) It shares the main process's GIL with every fetcher, so
-it may run only every few milliseconds; pages therefore go out in a deep window per
-worker and results come back in batches. (Letting fetcher threads pump inside
+selector at every call: a quarter of the manager's CPU.) It shares the main process's
+GIL with every fetcher, so it may run only every few milliseconds; pages therefore go
+out in a deep window per worker and results come back in batches. (Letting fetcher threads pump inside
 ``submit`` was measured: 28% slower, from lock and poll traffic.)
 """
 
