@@ -27,6 +27,11 @@ The ground truth is computed from the files on disk, independently of the crawle
 <a>/<area> links not marked nofollow, and its <title>. A run is valid if every such page was
 requested (nginx's access log, per contender) and, for ours and Scrapy, recorded with status
 200 and its title. Prints wall time, CPU, requests and the ratios the targets are stated in.
+
+Then the floor parsing sets: lxml's CPU to parse every reachable page once, as the parser
+processes do (``parsers.worker.html_parser``), in a fresh interpreter. No crawl that parses
+each page with it ends before its first answer (nginx's ``$msec``) plus that CPU divided by
+the cores; each of ours is given that floor and its ratio to wget2's time.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ events {{ worker_connections 1024; }}
 http {{
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    log_format bench '$request_uri $status';
+    log_format bench '$msec $request_uri $status';
     access_log {tmp}/access.log bench;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
@@ -152,11 +157,19 @@ class Nginx:
     def log_size(self) -> int:
         return self.log.stat().st_size if self.log.exists() else 0
 
-    def requests_since(self, offset: int) -> list[tuple[str, int]]:
+    def requests_since(self, offset: int) -> list[tuple[float, str, int]]:
+        """(time the answer was logged, seconds since the epoch; URI; status) of each request
+        logged after ``offset``."""
         with open(self.log, "rb") as f:
             f.seek(offset)
             lines = f.read().decode("utf-8", "replace").splitlines()
-        return [(uri, int(status)) for uri, status in (line.rsplit(" ", 1) for line in lines if " " in line)]
+        out = []
+        for line in lines:
+            msec, _, rest = line.partition(" ")
+            uri, _, status = rest.rpartition(" ")
+            if uri:
+                out.append((float(msec), uri, int(status)))
+        return out
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -260,13 +273,16 @@ def run_contender(contender: str, nginx: Nginx, truth: dict, workdir: Path, args
         out.unlink(missing_ok=True)
     shutil.rmtree(workdir / "wget2", ignore_errors=True)
     offset, cpu_before = nginx.log_size(), children_cpu()
+    started = time.time()  # the clock of nginx's $msec
     with open(workdir / f"{contender}.log", "wb") as log:
         returncode, wall, sampler = measure(argv, log, workdir, args.timeout)
     cpu = max(children_cpu() - cpu_before, sum(sampler.cpu.values()))
     requests = nginx.requests_since(offset)
-    requested = {file_of(urlsplit(uri).path) for uri, status in requests if status == 200}
+    requested = {file_of(urlsplit(uri).path) for _, uri, status in requests if status == 200}
     result = {"contender": contender, "returncode": returncode, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-              "requests": len(requests), "pages_requested": len(requested & truth.keys())}
+              "requests": len(requests), "pages_requested": len(requested & truth.keys()),
+              # from the start to the first answer (start-up, robots.txt, the first page)
+              "first_answer_s": round(min(t for t, _, _ in requests) - started, 3) if requests else None}
     # wget2 exits 8 when the server answered an error, which the site's one broken link does.
     ok_codes = (0, 8) if contender == "wget2" else (0,)
     problems = [] if returncode in ok_codes else [f"exit status {returncode} (see {workdir / (contender + '.log')})"]
@@ -302,7 +318,31 @@ def titles_in(out: Path, contender: str) -> dict[str, str | None]:
 
 # -- report --
 
-def report(summaries: dict[str, dict]) -> None:
+PARSE_FLOOR = """\
+import json, sys, time
+from lxml import etree
+from parsers.worker import html_parser
+parser = html_parser()
+bodies = [open(path, "rb").read() for path in json.load(sys.stdin)]
+start = time.process_time()
+for body in bodies:
+    etree.fromstring(body, parser)
+print(time.process_time() - start)
+"""
+
+
+def parse_cpu(root: Path, truth: dict, repeat: int) -> float:
+    """CPU seconds lxml takes to parse every reachable page once, with the parser (and
+    options) the crawler parses pages with: the median of ``repeat`` passes, each in a fresh
+    interpreter. Every crawler that keeps the given shape parses each page so, once."""
+    files = json.dumps([str(root / rel) for rel in sorted(truth)])
+    passes = [float(subprocess.run([sys.executable, "-c", PARSE_FLOOR], input=files, text=True, check=True,
+                                   capture_output=True, cwd=Path(__file__).resolve().parent.parent).stdout)
+              for _ in range(max(repeat, 1))]
+    return statistics.median(passes)
+
+
+def report(summaries: dict[str, dict], parse_s: float | None = None) -> None:
     scrapy, wget2 = summaries.get("scrapy"), summaries.get("wget2")
     head = ("contender", "valid", "wall s", "CPU s", "requests", "pages", "Scrapy wall / this", "this / wget2 wall")
     rows = [head]
@@ -319,6 +359,19 @@ def report(summaries: dict[str, dict]) -> None:
             s = summaries[name]
             print(f"{name}: {scrapy['wall_s'] / s['wall_s']:.1f}x faster than Scrapy (target >= 10), "
                   f"{s['wall_s'] / wget2['wall_s']:.2f}x wget2's time (target <= 3)")
+    if parse_s is not None:
+        cpus = os.cpu_count() or 1
+        print(f"lxml's parse of every reachable page: {parse_s:.2f} s of CPU, so at least {parse_s / cpus:.2f} s "
+              f"of wall time on {cpus} CPUs, all of it after the first answer")
+        for name in ("ours", "async"):
+            if name in summaries and summaries[name].get("first_answer_s") is not None:
+                s = summaries[name]
+                floor = s["first_answer_s"] + parse_s / cpus
+                line = (f"{name}: first answer after {s['first_answer_s']:.2f} s; no run can end before "
+                        f"{floor:.2f} s (first answer + parse / CPUs)")
+                if wget2:
+                    line += f", {floor / wget2['wall_s']:.2f}x wget2's time"
+                print(line)
 
 
 def main() -> int:
@@ -330,6 +383,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="keep outputs, logs and nginx's files here")
+    ap.add_argument("--no-floor", action="store_true", help="skip timing lxml's parse of the site")
     args = ap.parse_args()
     contenders = args.only or list(CONTENDERS)
     ensure_installed(args.dir)
@@ -354,15 +408,16 @@ def main() -> int:
         nginx.stop()
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    parse_s = None if args.no_floor else parse_cpu(args.dir, truth, args.repeat)
     summaries = {}
     for name, rs in runs.items():
         summaries[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0]
                            if isinstance(rs[0][k], (int, float)) and not isinstance(rs[0][k], bool)}
         summaries[name]["valid"] = all(r["valid"] for r in rs)
     print()
-    report(summaries)
+    report(summaries, parse_s)
     if args.json:
-        args.json.write_text(json.dumps({"pages": len(truth), "concurrency": args.concurrency,
+        args.json.write_text(json.dumps({"pages": len(truth), "concurrency": args.concurrency, "parse_cpu_s": parse_s,
                                          "summaries": summaries, "runs": runs}, indent=1))
     return 0 if all(s["valid"] for s in summaries.values()) else 1
 

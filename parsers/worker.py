@@ -53,13 +53,18 @@ class WorkerConfig:
     warc_gzip: bool = True  # [output] warc ends in .gz: each WARC record is its own gzip member
 
 
+def html_parser() -> etree.HTMLParser:
+    """The lxml parser every page is parsed with (``for_parser`` hands it UTF-8)."""
+    return etree.HTMLParser(encoding="utf-8", recover=True, no_network=True, remove_blank_text=False,
+                            huge_tree=False)
+
+
 class WorkerState:
     def __init__(self, config: WorkerConfig):
         self.config = config
         self.rules = RuleSet(config.rules)
         self.scope = config.scope.compile()
-        self.parser = etree.HTMLParser(encoding="utf-8", recover=True, no_network=True,
-                                       remove_blank_text=False, huge_tree=False)
+        self.parser = html_parser()
         self.reported: set[str] = set()
         # One Walker per rule (and one for pages no rule matches): the page's single tree
         # walk finds its links, robots meta tags and the rule's simple field paths.
