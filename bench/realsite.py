@@ -411,8 +411,10 @@ def main() -> int:
     parse_s = None if args.no_floor else parse_cpu(args.dir, truth, args.repeat)
     summaries = {}
     for name, rs in runs.items():
-        summaries[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0]
-                           if isinstance(rs[0][k], (int, float)) and not isinstance(rs[0][k], bool)}
+        numeric = {k for r in rs for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        # A run with no request has no first answer (None): the median is over the runs that had one.
+        summaries[name] = {k: statistics.median(v for r in rs if isinstance(v := r[k], (int, float)))
+                           for k in numeric}
         summaries[name]["valid"] = all(r["valid"] for r in rs)
     print()
     report(summaries, parse_s)
