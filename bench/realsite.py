@@ -336,7 +336,7 @@ def parse_pass(paths: list[str]) -> float:
 def parse_cpu(root: Path, truth: dict, repeat: int) -> float:
     """The median over ``repeat`` passes of ``parse_pass`` over every reachable page, each
     pass in a fresh interpreter (``--parse-pass``), so no cache is warm from an earlier one.
-    Every crawler that keeps the given shape parses each page so, once."""
+    The crawler's parser processes parse each page this way, once."""
     files = json.dumps([str(root / rel) for rel in sorted(truth)])
     passes = [float(subprocess.run([sys.executable, __file__, "--parse-pass"], input=files, text=True, check=True,
                                    capture_output=True).stdout)

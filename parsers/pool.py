@@ -34,7 +34,7 @@ import selectors
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import Callable, Iterable
 
 from crawler.errors import AbortError
 from crawler.messages import Page, ParseResult
@@ -205,11 +205,11 @@ class ParserPool:
             w.closed = True  # the death is handled when its sentinel fires
 
     def _receive(self, w: _Worker, drain: bool = True) -> None:
-        """Take the message ``w`` has sent (``wait`` said its pipe is readable), or with
+        """Take the message ``w`` has sent (the selector said its pipe is readable), or with
         ``drain`` every message waiting from it. Each look at the pipe is a system call,
         and in the crawl's main process every system call gives up the GIL that 64 fetcher
         threads share: taking it back is often a wait. So ``_loop`` takes one message per
-        wake-up and lets its one ``wait`` say whether there is more."""
+        wake-up and lets its selector say whether there is more."""
         try:
             if not drain:
                 self._take(w, *w.conn.recv())
@@ -225,24 +225,27 @@ class ParserPool:
             return
         w.head_since = time.monotonic()
         w.isolating = False
-        taken = 0
-        try:
-            for packed in payload:  # results, in the order the pages were sent
-                page = w.outstanding.popleft()
-                self._deaths.pop(page.job.id, None)
-                self._respawns_without_progress = 0
-                self.parsed += 1
-                taken += 1
-                self.on_result(ParseResult.unpack(packed))
-        finally:
-            if taken:  # their slots, at once: each release is a lock and a notify
-                self._slots.release(taken)
+        self._deliver(self._settle(w, packed) for packed in payload)  # in the order the pages were sent
 
-    def _deliver(self, result: ParseResult) -> None:
+    def _settle(self, w: _Worker, packed) -> ParseResult:
+        """The result of ``w``'s oldest page: that page is no longer outstanding."""
+        page = w.outstanding.popleft()
+        self._deaths.pop(page.job.id, None)
+        self._respawns_without_progress = 0
+        self.parsed += 1
+        return ParseResult.unpack(packed)
+
+    def _deliver(self, results: Iterable[ParseResult]) -> None:
+        """Hand each result on, then free their pool slots at once (each release is a lock
+        and a notify); a slot is freed even if handing its result on failed."""
+        delivered = 0
         try:
-            self.on_result(result)
+            for result in results:
+                delivered += 1
+                self.on_result(result)
         finally:
-            self._slots.release()
+            if delivered:
+                self._slots.release(delivered)
 
     # -- manager thread ---------------------------------------------------------------------
     def _watch(self, w: _Worker) -> _Worker:
@@ -341,7 +344,7 @@ class ParserPool:
                 message = f"parser process died {strikes} times on this page (exit code {code})"
                 record = record_for(page, self.config.crawl_id, error=("parse", message))
                 warc = page_records(page, self.config.warc_gzip) if page.exchanges else b""  # it was fetched
-                self._deliver(ParseResult(page.job.id, encode(record), error_type="parse", warc=warc))
+                self._deliver([ParseResult(page.job.id, encode(record), error_type="parse", warc=warc)])
             else:
                 self._suspects.appendleft(page)
         else:
